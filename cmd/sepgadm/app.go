@@ -41,24 +41,31 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			return cli.ShowAppHelp(c)
 		},
 		Commands: []*cli.Command{
+			installCommand(),
+			migrateCommand(),
+			credentialCommand(),
+			statusCommand(),
 			versionCommand(),
 		},
 	}
 	for _, cmd := range app.Commands {
-		setUsageErrors(cmd)
+		prepareCommand(cmd)
 	}
 	return app
 }
 
-// setUsageErrors makes flag errors of every (sub)command exit with status 2.
-func setUsageErrors(cmd *cli.Command) {
-	if cmd.OnUsageError == nil {
-		cmd.OnUsageError = func(_ *cli.Context, err error, _ bool) error {
-			return usageError{err}
-		}
+// prepareCommand makes flag errors of every (sub)command exit with status 2 and ends
+// every command's help with the EXIT STATUS section.
+func prepareCommand(cmd *cli.Command) {
+	cmd.OnUsageError = func(_ *cli.Context, err error, _ bool) error {
+		return usageError{err}
 	}
+	if cmd.Description != "" {
+		cmd.Description += "\n\n"
+	}
+	cmd.Description += exitStatusHelp()
 	for _, sub := range cmd.Subcommands {
-		setUsageErrors(sub)
+		prepareCommand(sub)
 	}
 }
 

@@ -54,32 +54,47 @@ func connectableDatabases(ctx context.Context, conn *pgx.Conn) ([]string, error)
 	return names, nil
 }
 
-// forEachDatabase calls fn with a connection to the DSN's database or, with allDBs,
-// to every connectable database in turn (same server, user and options).
-func forEachDatabase(ctx context.Context, dsn string, allDBs bool, fn func(ctx context.Context, db string, conn *pgx.Conn) error) error {
+// targetDatabases resolves the databases a command acts on: the DSN's own database or,
+// with allDBs, every connectable one. cfg connects to any of them with connectTo.
+func targetDatabases(ctx context.Context, dsn string, allDBs bool) (dbs []string, cfg *pgx.ConnConfig, err error) {
 	conn, err := connect(ctx, dsn)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
+	defer conn.Close(ctx)
+	cfg = conn.Config().Copy()
 	if !allDBs {
-		defer conn.Close(ctx)
-		return fn(ctx, conn.Config().Database, conn)
+		return []string{cfg.Database}, cfg, nil
 	}
-	dbs, err := connectableDatabases(ctx, conn)
-	base := conn.Config().Copy()
-	conn.Close(ctx)
+	dbs, err = connectableDatabases(ctx, conn)
+	return dbs, cfg, err
+}
+
+// connectTo connects to database db with the server, user and options of cfg.
+func connectTo(ctx context.Context, cfg *pgx.ConnConfig, db string) (*pgx.Conn, error) {
+	c := cfg.Copy()
+	c.Database = db
+	conn, err := pgx.ConnectConfig(ctx, c)
+	if err != nil {
+		return nil, fmt.Errorf("connect to database %s: %w", db, err)
+	}
+	return conn, nil
+}
+
+// forEachDatabase calls fn with a connection to each target database in turn (see
+// targetDatabases); an error stops the walk and names the database.
+func forEachDatabase(ctx context.Context, dsn string, allDBs bool, fn func(ctx context.Context, db string, conn *pgx.Conn) error) error {
+	dbs, cfg, err := targetDatabases(ctx, dsn, allDBs)
 	if err != nil {
 		return err
 	}
 	for _, db := range dbs {
-		cfg := base.Copy()
-		cfg.Database = db
-		c, err := pgx.ConnectConfig(ctx, cfg)
+		conn, err := connectTo(ctx, cfg, db)
 		if err != nil {
-			return fmt.Errorf("connect to database %s: %w", db, err)
+			return err
 		}
-		err = fn(ctx, db, c)
-		c.Close(ctx)
+		err = fn(ctx, db, conn)
+		conn.Close(ctx)
 		if err != nil {
 			return fmt.Errorf("database %s: %w", db, err)
 		}

@@ -15,7 +15,9 @@ import (
 	"github.com/sepgadm/sepgadm/internal/pgtest"
 )
 
-var pg = pgtest.NewShared(pgtest.Options{})
+// One cluster for the package, with sepgsql preloaded as on a real sepgsql server
+// (on this host it registers nothing: there is no SELinux).
+var pg = pgtest.NewShared(pgtest.Options{Sepgsql: true})
 
 func TestMain(m *testing.M) { os.Exit(pg.Run(m)) }
 
