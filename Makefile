@@ -8,7 +8,7 @@ LAB_PKGS = $(shell grep -rl --include='*_test.go' '^//go:build lab' . | xargs -r
 # Host packages: PostgreSQL 15 for the test tier; qemu, debootstrap and e2fsprogs for the lab.
 HOST_PACKAGES := postgresql-15 postgresql-contrib qemu-system-x86 qemu-utils debootstrap e2fsprogs make gcc
 
-.PHONY: setup all build test test-fast test-lab lab lab-shell lab-tests lint clean
+.PHONY: setup all build policy test test-fast test-lab lab lab-shell lab-tests lint clean
 
 all: build
 
@@ -35,9 +35,17 @@ lab-tests:
 		CGO_ENABLED=0 $(GO) test -tags lab -c -trimpath -o $(BUILD)/lab/tests/$$(echo $$p | sed 's|/|__|g').test ./$$p || exit 1; \
 	done
 
-## test-lab: run every lab test in one boot of the enforcing SELinux guest.
+## policy: compile the sepgadm SELinux policy module (build/policy/sepgadm.pp) with the
+## lab's toolchain. Load it with semodule -i on the database host.
+policy:
+	lab/policy $(BUILD)/policy trusted/policy
+
+## test-lab: run every lab test in one boot of the enforcing SELinux guest, with the
+## policy module and its lab-only test module loaded.
 test-lab: lab-tests
-	lab/run --tests $(BUILD)/lab/tests lab/tests.sh
+	rm -rf $(BUILD)/lab/policy
+	lab/policy $(BUILD)/lab/policy trusted/policy trusted/testdata/policy
+	lab/run --tests $(BUILD)/lab/tests --policy $(BUILD)/lab/policy lab/tests.sh
 
 ## lab: build (or reuse the cached) lab image. Needs root.
 lab:
