@@ -8,7 +8,7 @@ LAB_PKGS = $(shell grep -rl --include='*_test.go' '^//go:build lab' . | xargs -r
 # Host packages: PostgreSQL 15 for the test tier; qemu, debootstrap and e2fsprogs for the lab.
 HOST_PACKAGES := postgresql-15 postgresql-contrib qemu-system-x86 qemu-utils debootstrap e2fsprogs make gcc
 
-.PHONY: setup all build policy test test-fast test-lab lab lab-shell lab-tests lint clean
+.PHONY: setup all build policy test test-fast test-lab lab lab-shell lab-tests test-lab-locked lint clean
 
 all: build
 
@@ -42,7 +42,10 @@ policy:
 
 ## test-lab: run every lab test in one boot of the enforcing SELinux guest, with the
 ## policy module and its lab-only test module loaded.
-test-lab: lab-tests
+test-lab:
+	mkdir -p $(BUILD) && flock $(BUILD)/test-lab.lock $(MAKE) --no-print-directory test-lab-locked
+
+test-lab-locked: lab-tests
 	rm -rf $(BUILD)/lab/policy
 	lab/policy $(BUILD)/lab/policy trusted/policy trusted/testdata/policy
 	lab/run --tests $(BUILD)/lab/tests --policy $(BUILD)/lab/policy lab/tests.sh
