@@ -41,6 +41,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			return cli.ShowAppHelp(c)
 		},
 		Commands: []*cli.Command{
+			proxyCommand(),
 			installCommand(),
 			migrateCommand(),
 			credentialCommand(),

@@ -1,0 +1,171 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/xdg-go/scram"
+)
+
+// secret is what the proxy knows of a user's password: the plaintext (userlist) or a
+// SCRAM-SHA-256 verifier (userlist or auth_query, as pg_authid stores it).
+type secret struct {
+	plain  string
+	scram  scram.StoredCredentials
+	exists bool
+}
+
+// loadUserlist reads a PgBouncer-style userlist: one `"user" "secret"` per line, # comments.
+func loadUserlist(file string) (map[string]string, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, fmt.Errorf("read userlist: %w", err)
+	}
+	defer f.Close()
+	users := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, ";") {
+			continue
+		}
+		fields, err := quotedFields(line)
+		if err != nil || len(fields) != 2 {
+			return nil, fmt.Errorf("userlist %s:%d: want \"user\" \"password\"", file, n)
+		}
+		users[fields[0]] = fields[1]
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read userlist: %w", err)
+	}
+	return users, nil
+}
+
+// quotedFields splits `"a" "b ""c"""` into a, b "c".
+func quotedFields(line string) ([]string, error) {
+	var out []string
+	for line = strings.TrimSpace(line); line != ""; line = strings.TrimSpace(line) {
+		if line[0] != '"' {
+			return nil, errors.New("field not quoted")
+		}
+		var b strings.Builder
+		i := 1
+		for ; i < len(line); i++ {
+			if line[i] == '"' {
+				if i+1 < len(line) && line[i+1] == '"' {
+					b.WriteByte('"')
+					i++
+					continue
+				}
+				break
+			}
+			b.WriteByte(line[i])
+		}
+		if i >= len(line) {
+			return nil, errors.New("unterminated quote")
+		}
+		out = append(out, b.String())
+		line = line[i+1:]
+	}
+	return out, nil
+}
+
+// parseSecret turns a stored password into a secret: a SCRAM-SHA-256 verifier
+// ("SCRAM-SHA-256$iter:salt$StoredKey:ServerKey") or a plaintext password.
+func parseSecret(s string) (secret, error) {
+	if !strings.HasPrefix(s, "SCRAM-SHA-256$") {
+		if strings.HasPrefix(s, "md5") && len(s) == 35 {
+			return secret{}, errors.New("md5 password hashes cannot serve SCRAM: store a SCRAM verifier or the password")
+		}
+		client, err := scram.SHA256.NewClient("", s, "")
+		if err != nil {
+			return secret{}, err
+		}
+		salt := sha256.Sum256([]byte("sepgadm-userlist:" + s))
+		kf := scram.KeyFactors{Salt: string(salt[:16]), Iters: 4096}
+		return secret{plain: s, scram: client.GetStoredCredentials(kf), exists: true}, nil
+	}
+	rest := strings.TrimPrefix(s, "SCRAM-SHA-256$")
+	iterSalt, keys, ok := strings.Cut(rest, "$")
+	iterStr, saltB64, ok2 := strings.Cut(iterSalt, ":")
+	storedB64, serverB64, ok3 := strings.Cut(keys, ":")
+	if !ok || !ok2 || !ok3 {
+		return secret{}, errors.New("malformed SCRAM-SHA-256 verifier")
+	}
+	iters, err := strconv.Atoi(iterStr)
+	if err != nil || iters < 1 {
+		return secret{}, errors.New("malformed SCRAM-SHA-256 verifier: iteration count")
+	}
+	salt, err1 := base64.StdEncoding.DecodeString(saltB64)
+	stored, err2 := base64.StdEncoding.DecodeString(storedB64)
+	server, err3 := base64.StdEncoding.DecodeString(serverB64)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return secret{}, errors.New("malformed SCRAM-SHA-256 verifier: base64")
+	}
+	return secret{exists: true, scram: scram.StoredCredentials{
+		KeyFactors: scram.KeyFactors{Salt: string(salt), Iters: iters},
+		StoredKey:  stored, ServerKey: server,
+	}}, nil
+}
+
+// lookupSecret finds user's secret in the userlist, then through auth_query.
+func (p *Proxy) lookupSecret(ctx context.Context, user string) (secret, error) {
+	st := p.state()
+	if s, ok := st.userlist[user]; ok {
+		return parseSecret(s)
+	}
+	cfg := st.cfg
+	if cfg.Auth.AuthUser == "" {
+		return secret{}, nil
+	}
+	pcfg, err := pgconn.ParseConfig("")
+	if err != nil {
+		return secret{}, err
+	}
+	pcfg.Host, pcfg.Port = cfg.Server.Host, uint16(cfg.Server.Port)
+	pcfg.User, pcfg.Password, pcfg.Database = cfg.Auth.AuthUser, cfg.Auth.AuthPassword, "postgres"
+	pcfg.TLSConfig, pcfg.Fallbacks = nil, nil
+	pcfg.ConnectTimeout = cfg.ServerConnectTimeout.Duration
+	conn, err := pgconn.ConnectConfig(ctx, pcfg)
+	if err != nil {
+		return secret{}, fmt.Errorf("auth_query: connect as %s: %w", cfg.Auth.AuthUser, err)
+	}
+	defer conn.Close(ctx)
+	res := conn.ExecParams(ctx, cfg.Auth.AuthQuery, [][]byte{[]byte(user)}, nil, nil, nil).Read()
+	if res.Err != nil {
+		return secret{}, fmt.Errorf("auth_query: %w", res.Err)
+	}
+	if len(res.Rows) == 0 || len(res.Rows[0]) < 2 || res.Rows[0][1] == nil {
+		return secret{}, nil
+	}
+	return parseSecret(string(res.Rows[0][1]))
+}
+
+// serverPassword is the password the proxy logs in to PostgreSQL with as user: from
+// [users.NAME] or a plaintext userlist entry; "" when the server trusts the proxy.
+func (st *state) serverPassword(user string) string {
+	if u, ok := st.cfg.Users[user]; ok && u.Password != "" {
+		return u.Password
+	}
+	if s, ok := st.userlist[user]; ok && !strings.HasPrefix(s, "SCRAM-SHA-256$") {
+		return s
+	}
+	return ""
+}
+
+// certUser is the common name of a verified TLS client certificate.
+func certUser(cs *tls.ConnectionState) string {
+	if cs == nil || len(cs.VerifiedChains) == 0 || len(cs.PeerCertificates) == 0 {
+		return ""
+	}
+	return cs.PeerCertificates[0].Subject.CommonName
+}

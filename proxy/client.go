@@ -1,0 +1,598 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os/user"
+	"path"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/opencontainers/selinux/go-selinux"
+	"github.com/xdg-go/scram"
+	"golang.org/x/sys/unix"
+
+	"github.com/sepgadm/sepgadm/proxy/wire"
+)
+
+// client is one client session.
+type client struct {
+	p    *Proxy
+	id   string
+	conn net.Conn
+	r    *wire.Reader
+	w    *bufio.Writer
+	wmu  sync.Mutex
+
+	addr      string // ip:port, or "unix"
+	ip        net.IP
+	unix      bool
+	tlsState  *tls.ConnectionState
+	peerPID   int32
+	peerUID   *int
+	peerLabel string
+	osUser    string
+
+	user, db, appName string
+	params            map[string]string
+	context, source   string
+
+	cancelPID    uint32
+	cancelSecret []byte
+	connectedAt  time.Time
+	state        atomic.Value // string: login, active, idle-in-transaction, ...
+
+	smu    sync.Mutex
+	server *serverConn
+	killed atomic.Bool
+}
+
+func (c *client) currentServer() *serverConn {
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	return c.server
+}
+
+func (c *client) setServer(s *serverConn) {
+	c.smu.Lock()
+	c.server = s
+	c.smu.Unlock()
+}
+
+// kill closes the client's connections now (SIGINT, drain timeout).
+func (c *client) kill() {
+	c.killed.Store(true)
+	_ = c.conn.Close()
+	if s := c.currentServer(); s != nil {
+		_ = s.conn.SetDeadline(time.Now())
+	}
+}
+
+func (c *client) send(msgs ...pgproto3.BackendMessage) error {
+	var buf []byte
+	for _, m := range msgs {
+		var err error
+		if buf, err = m.Encode(buf); err != nil {
+			return err
+		}
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if _, err := c.w.Write(buf); err != nil {
+		return err
+	}
+	return c.w.Flush()
+}
+
+// fatal sends a FATAL ErrorResponse; the caller then closes the connection.
+func (c *client) fatal(code, msg string) {
+	_ = c.send(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: code, Message: msg})
+}
+
+func (p *Proxy) serveClient(conn net.Conn, idx int) {
+	st := p.state()
+	cfg := st.cfg
+	lcfg := cfg.Listen[idx]
+	c := &client{p: p, conn: conn, connectedAt: time.Now(), id: strconv.FormatUint(p.nextID.Add(1), 10)}
+	c.state.Store("login")
+	defer func() { _ = c.conn.Close() }()
+	_ = conn.SetDeadline(time.Now().Add(cfg.ClientLoginTimeout.Duration))
+
+	switch a := conn.RemoteAddr().(type) {
+	case *net.TCPAddr:
+		c.addr, c.ip = a.String(), a.IP
+	default:
+		c.addr, c.unix = "unix", true
+		c.readPeer()
+	}
+
+	startup, err := c.negotiate(st.tls[idx])
+	if err != nil || startup == nil {
+		if err != nil && !errors.Is(err, io.EOF) {
+			p.log.Debug("client startup", "client", c.addr, "error", err)
+		}
+		return
+	}
+	c.user = startup.Params["user"]
+	c.db = startup.Params["database"]
+	if c.db == "" {
+		c.db = c.user
+	}
+	c.appName = startup.Params["application_name"]
+	c.params = startup.Params
+	c.r = wire.NewReader(bufio.NewReaderSize(c.conn, 16<<10), cfg.MaxMessageSize)
+	c.w = bufio.NewWriterSize(c.conn, 16<<10)
+
+	p.mu.Lock()
+	full := len(p.clients) >= cfg.MaxClientConn
+	if !full {
+		p.clients[c] = struct{}{}
+	}
+	p.mu.Unlock()
+	if full {
+		p.metrics.logins.WithLabelValues("refused").Inc()
+		c.fatal("53300", "sepgadm: no more connections allowed (max_client_conn)")
+		return
+	}
+	p.metrics.clients.Inc()
+	c.cancelPID, c.cancelSecret = p.newCancelKey(c)
+	defer func() {
+		p.mu.Lock()
+		delete(p.clients, c)
+		for k, v := range p.cancel {
+			if v == c {
+				delete(p.cancel, k)
+			}
+		}
+		p.mu.Unlock()
+		p.metrics.clients.Dec()
+	}()
+
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.ClientLoginTimeout.Duration)
+	defer cancel()
+	if err := p.authenticate(ctx, c, lcfg); err != nil {
+		p.metrics.logins.WithLabelValues("auth_failed").Inc()
+		p.log.Info("authentication failed", "client", c.addr, "user", c.user, "database", c.db, "error", err)
+		c.fatal("28P01", fmt.Sprintf("sepgadm: authentication failed for user %q", c.user))
+		return
+	}
+	if c.db == adminDatabase {
+		if !slices.Contains(cfg.AdminUsers, c.user) {
+			p.metrics.logins.WithLabelValues("refused").Inc()
+			c.fatal("28000", fmt.Sprintf("sepgadm: user %q is not an admin user", c.user))
+			return
+		}
+		_ = conn.SetDeadline(time.Time{})
+		p.serveAdmin(c)
+		return
+	}
+	if cfg.Tagging == "on" {
+		var ok bool
+		c.context, c.source, ok = resolveContext(c, cfg)
+		if !ok {
+			p.metrics.logins.WithLabelValues("no_context").Inc()
+			p.log.Warn("client refused: no SELinux context", "client", c.addr, "user", c.user, "database", c.db)
+			c.fatal("28000", "sepgadm: no SELinux context for this client")
+			return
+		}
+	}
+	p.sessions.write(c.record("connect", 0))
+	defer func() { p.sessions.write(c.record("disconnect", 0)) }()
+
+	s, err := p.login(ctx, c)
+	if err != nil {
+		var le *loginError
+		if errors.As(err, &le) {
+			p.metrics.logins.WithLabelValues(le.result).Inc()
+			p.log.Warn("client login failed", "client", c.addr, "user", c.user, "database", c.db, "context", c.context, "error", err)
+			c.fatal(le.code, le.msg)
+		}
+		return
+	}
+	_ = conn.SetDeadline(time.Time{})
+	c.state.Store("active")
+	p.metrics.logins.WithLabelValues("ok").Inc()
+	p.log.Info("client connected", "session", c.id, "client", c.addr, "user", c.user, "database", c.db,
+		"context", c.context, "context_source", c.source, "backend_pid", s.pid)
+
+	clean := c.relay(s)
+	c.setServer(nil)
+	p.releaseServer(s, clean)
+}
+
+// negotiate answers SSLRequest/GSSENCRequest until a StartupMessage arrives; it
+// returns nil for a CancelRequest (handled) or a connection that went away.
+func (c *client) negotiate(tlsCfg *tls.Config) (*wire.Startup, error) {
+	for range 3 {
+		s, err := wire.ReadStartup(c.conn)
+		if err != nil {
+			return nil, err
+		}
+		switch s.Code {
+		case wire.SSLRequestCode:
+			if tlsCfg == nil || c.unix || c.tlsState != nil {
+				if _, err := c.conn.Write([]byte{'N'}); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			if _, err := c.conn.Write([]byte{'S'}); err != nil {
+				return nil, err
+			}
+			tc := tls.Server(c.conn, tlsCfg)
+			if err := tc.Handshake(); err != nil {
+				return nil, fmt.Errorf("TLS handshake: %w", err)
+			}
+			cs := tc.ConnectionState()
+			c.conn, c.tlsState = tc, &cs
+		case wire.GSSENCRequest:
+			// GSSAPI encryption is not offered; libpq then falls back as documented.
+			if _, err := c.conn.Write([]byte{'N'}); err != nil {
+				return nil, err
+			}
+		case wire.CancelRequestCode:
+			c.p.handleCancel(s.CancelPID, s.CancelKey)
+			return nil, nil
+		default:
+			return &s, nil
+		}
+	}
+	return nil, errors.New("too many negotiation requests")
+}
+
+// readPeer records the Unix-socket peer's pid, uid, OS user and SELinux label.
+func (c *client) readPeer() {
+	uc, ok := c.conn.(*net.UnixConn)
+	if !ok {
+		return
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = raw.Control(func(fd uintptr) {
+		if cred, err := unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED); err == nil {
+			c.peerPID = cred.Pid
+			uid := int(cred.Uid)
+			c.peerUID = &uid
+			if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+				c.osUser = u.Username
+			}
+		}
+		if selinux.GetEnabled() {
+			if l, err := selinux.PeerLabel(fd); err == nil {
+				c.peerLabel = strings.TrimRight(l, "\x00")
+			}
+		}
+	})
+}
+
+func (p *Proxy) authenticate(ctx context.Context, c *client, l Listener) error {
+	switch l.Auth {
+	case "trust":
+		return nil
+	case "peer":
+		if c.osUser == "" {
+			return errors.New("peer: no peer credentials")
+		}
+		if c.osUser == c.user || slices.Contains(p.state().cfg.PeerMap[c.osUser], c.user) {
+			return nil
+		}
+		return fmt.Errorf("peer: OS user %q may not log in as %q", c.osUser, c.user)
+	case "cert":
+		if cn := certUser(c.tlsState); cn == "" || cn != c.user {
+			return fmt.Errorf("cert: certificate common name %q is not the user", cn)
+		}
+		return nil
+	case "scram-sha-256":
+		return p.scramAuth(ctx, c)
+	}
+	return fmt.Errorf("unknown auth method %q", l.Auth)
+}
+
+func (p *Proxy) scramAuth(ctx context.Context, c *client) error {
+	sec, err := p.lookupSecret(ctx, c.user)
+	if err != nil {
+		return err
+	}
+	if !sec.exists {
+		// Run the exchange against a credential nobody knows, so an unknown user looks
+		// like a wrong password.
+		if sec, err = parseSecret(c.id + time.Now().String()); err != nil {
+			return err
+		}
+	}
+	srv, err := scram.SHA256.NewServer(func(string) (scram.StoredCredentials, error) { return sec.scram, nil })
+	if err != nil {
+		return err
+	}
+	conv := srv.NewConversation()
+	if err := c.send(&pgproto3.AuthenticationSASL{AuthMechanisms: []string{"SCRAM-SHA-256"}}); err != nil {
+		return err
+	}
+	typ, body, err := c.r.Message()
+	if err != nil {
+		return err
+	}
+	var init pgproto3.SASLInitialResponse
+	if typ != 'p' || init.Decode(body) != nil || init.AuthMechanism != "SCRAM-SHA-256" {
+		return errors.New("scram: expected SASLInitialResponse for SCRAM-SHA-256")
+	}
+	out, err := conv.Step(string(init.Data))
+	if err != nil {
+		return fmt.Errorf("scram: %w", err)
+	}
+	if err := c.send(&pgproto3.AuthenticationSASLContinue{Data: []byte(out)}); err != nil {
+		return err
+	}
+	typ, body, err = c.r.Message()
+	if err != nil {
+		return err
+	}
+	var resp pgproto3.SASLResponse
+	if typ != 'p' || resp.Decode(body) != nil {
+		return errors.New("scram: expected SASLResponse")
+	}
+	out, err = conv.Step(string(resp.Data))
+	if err != nil || !conv.Valid() {
+		return fmt.Errorf("scram: wrong password: %v", err)
+	}
+	return c.send(&pgproto3.AuthenticationSASLFinal{Data: []byte(out)})
+}
+
+// resolveContext picks the client's SELinux context: its Unix peer label, else the
+// first matching rule, else default_context.
+func resolveContext(c *client, cfg *Config) (ctx, source string, ok bool) {
+	if c.peerLabel != "" {
+		return c.peerLabel, "peer", true
+	}
+	for i := range cfg.Context {
+		if cfg.Context[i].matches(c) {
+			return cfg.Context[i].Context, "rule", true
+		}
+	}
+	if cfg.DefaultContext != "" {
+		return cfg.DefaultContext, "default", true
+	}
+	return "", "", false
+}
+
+func (r *Rule) matches(c *client) bool {
+	glob := func(pattern, v string) bool {
+		if pattern == "" {
+			return true
+		}
+		ok, _ := path.Match(pattern, v)
+		return ok
+	}
+	if !glob(r.User, c.user) || !glob(r.Database, c.db) || !glob(r.ApplicationName, c.appName) {
+		return false
+	}
+	if r.network != nil && (c.ip == nil || !r.network.Contains(c.ip)) {
+		return false
+	}
+	if r.TLSSubject != "" {
+		if c.tlsState == nil || len(c.tlsState.VerifiedChains) == 0 || !glob(r.TLSSubject, c.tlsState.PeerCertificates[0].Subject.String()) {
+			return false
+		}
+	}
+	return true
+}
+
+type loginError struct {
+	code, msg, result string
+	err               error
+}
+
+func (e *loginError) Error() string { return e.msg + ": " + e.err.Error() }
+func (e *loginError) Unwrap() error { return e.err }
+
+var settingNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.]*$`)
+
+// login checks a server connection out for c, switches it to c's context, applies the
+// client's startup settings and sends the welcome. Nothing of the client's is sent to
+// the server before the switch has succeeded and been verified.
+func (p *Proxy) login(ctx context.Context, c *client) (*serverConn, error) {
+	st := p.state()
+	cfg := st.cfg
+	pl := p.pool(c.db, c.user)
+	wctx, cancel := context.WithTimeout(ctx, cfg.QueryWaitTimeout.Duration)
+	defer cancel()
+	s, err := pl.acquire(wctx, c.context, func(ctx context.Context) (*serverConn, error) {
+		s, err := dialServer(ctx, cfg, c.db, c.user, st.serverPassword(c.user))
+		if err == nil {
+			p.metrics.servers.Inc()
+		}
+		return s, err
+	})
+	if err != nil {
+		code := "08006"
+		var pe interface{ SQLState() string }
+		if errors.As(err, &pe) {
+			code = pe.SQLState()
+		}
+		return nil, &loginError{code: code, msg: "sepgadm: could not get a server connection: " + err.Error(), result: "server_error", err: err}
+	}
+	c.setServer(s)
+	if l, _, _ := s.snapshot(); cfg.Tagging == "on" && l != c.context {
+		if err := p.tag(ctx, s, c.context, "client"); err != nil {
+			c.setServer(nil)
+			p.discardServer(s)
+			code := "42501"
+			var se serverError
+			if errors.As(err, &se) {
+				code = se.Code
+			}
+			return nil, &loginError{code: code, msg: "sepgadm: could not switch the session to " + c.context + ": " + err.Error(), result: "tag_failed", err: err}
+		}
+		p.sessions.write(c.record("tag", s.pid))
+	}
+	if err := p.applySettings(ctx, s, c); err != nil {
+		c.setServer(nil)
+		p.discardServer(s)
+		code := "08006"
+		var se serverError
+		if errors.As(err, &se) {
+			code = se.Code
+		}
+		return nil, &loginError{code: code, msg: "sepgadm: " + err.Error(), result: "server_error", err: err}
+	}
+	msgs := []pgproto3.BackendMessage{&pgproto3.AuthenticationOk{}}
+	names := make([]string, 0, len(s.params))
+	for k := range s.params {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	for _, k := range names {
+		msgs = append(msgs, &pgproto3.ParameterStatus{Name: k, Value: s.params[k]})
+	}
+	msgs = append(msgs, &pgproto3.BackendKeyData{ProcessID: c.cancelPID, SecretKey: c.cancelSecret}, &pgproto3.ReadyForQuery{TxStatus: 'I'})
+	if err := c.send(msgs...); err != nil {
+		c.setServer(nil)
+		p.releaseServer(s, true)
+		return nil, err
+	}
+	return s, nil
+}
+
+// applySettings sets the client's startup parameters on the server session.
+func (p *Proxy) applySettings(ctx context.Context, s *serverConn, c *client) error {
+	var b strings.Builder
+	settings := map[string]string{"application_name": c.appName}
+	for k, v := range c.params {
+		switch k {
+		case "user", "database", "options", "replication":
+			continue
+		}
+		settings[k] = v
+	}
+	keys := make([]string, 0, len(settings))
+	for k := range settings {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if !settingNameRE.MatchString(k) {
+			return fmt.Errorf("unsupported startup parameter %q", k)
+		}
+		fmt.Fprintf(&b, "SET %s TO %s;", k, quoteLiteral(settings[k]))
+	}
+	if _, err := s.simpleQuery(ctx, b.String()); err != nil {
+		return fmt.Errorf("apply startup parameters: %w", err)
+	}
+	return nil
+}
+
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// tag switches s to label (nil label: back to the proxy's own) and checks the result.
+func (p *Proxy) tag(ctx context.Context, s *serverConn, label string, kind string) error {
+	st := p.state()
+	start := time.Now()
+	s.setState("tagging")
+	var arg *string
+	if label != "" {
+		arg = &label
+	}
+	ctx, cancel := context.WithTimeout(ctx, st.cfg.ServerConnectTimeout.Duration)
+	defer cancel()
+	got, err := s.call(ctx, st.cfg.TagFunction, st.token, arg)
+	switch {
+	case err != nil:
+	case got == nil:
+		err = errors.New("the switch function returned no label")
+	case label != "" && *got != label:
+		err = fmt.Errorf("the switch function returned %q, not %q", *got, label)
+	case label == "" && !p.isOwnLabel(*got):
+		err = fmt.Errorf("switching back returned %q, not the proxy's own label", *got)
+	}
+	p.metrics.tagDone(kind, time.Since(start), err == nil)
+	s.setState("active")
+	if err != nil {
+		s.setLabel("")
+		return err
+	}
+	s.setLabel(*got)
+	return nil
+}
+
+// isOwnLabel checks a label against the proxy's own SELinux label when this host has
+// SELinux and the server is reached over a Unix socket (so the peer label is ours).
+func (p *Proxy) isOwnLabel(label string) bool {
+	if !strings.HasPrefix(p.state().cfg.Server.Host, "/") || !selinux.GetEnabled() {
+		return label != ""
+	}
+	own, err := selinux.CurrentLabel()
+	if err != nil || own == "" {
+		return label != ""
+	}
+	return label == own
+}
+
+// releaseServer resets a server connection after its client: DISCARD ALL and back to the
+// proxy's own label. Anything doubtful closes the connection instead.
+func (p *Proxy) releaseServer(s *serverConn, clean bool) {
+	st := p.state()
+	if !clean {
+		p.discardServer(s)
+		return
+	}
+	s.setState("resetting")
+	ctx, cancel := context.WithTimeout(context.Background(), st.cfg.ServerConnectTimeout.Duration)
+	defer cancel()
+	if _, err := s.simpleQuery(ctx, "DISCARD ALL"); err != nil {
+		p.log.Warn("server reset failed; closing the connection", "backend_pid", s.pid, "error", err)
+		p.discardServer(s)
+		return
+	}
+	if st.cfg.Tagging == "on" {
+		if err := p.tag(ctx, s, "", "reset"); err != nil {
+			p.log.Warn("switching back failed; closing the connection", "backend_pid", s.pid, "error", err)
+			p.discardServer(s)
+			return
+		}
+	}
+	s.pool.release(s, true, st.cfg.ServerLifetime.Duration)
+}
+
+func (p *Proxy) discardServer(s *serverConn) {
+	p.metrics.servers.Dec()
+	s.pool.release(s, false, 0)
+}
+
+// forbidden reports whether client SQL calls the switch function. Text inspection
+// cannot see every call (dynamic SQL, search_path, wrappers); the credential is what
+// really stops a client: without the token every call fails with 28000.
+func (p *Proxy) forbidden(sql string) bool {
+	if sql == "" {
+		return false
+	}
+	norm := strings.Map(func(r rune) rune {
+		if r == '"' || r == ' ' || r == '\t' || r == '\n' || r == '\r' {
+			return -1
+		}
+		return r
+	}, strings.ToLower(sql))
+	fn := strings.ToLower(p.state().cfg.TagFunction)
+	base := fn[strings.LastIndexByte(fn, '.')+1:]
+	return strings.Contains(norm, fn) || strings.Contains(norm, base+"(") || strings.Contains(norm, "tag_switch")
+}
+
+func (c *client) record(event string, backendPID uint32) sessionRecord {
+	return sessionRecord{
+		Event: event, SessionID: c.id, ClientAddr: c.addr, PeerPID: c.peerPID, PeerUID: c.peerUID,
+		PeerLabel: c.peerLabel, OSUser: c.osUser, DBUser: c.user, Database: c.db,
+		Context: c.context, ContextSource: c.source, BackendPID: backendPID, ApplicationName: c.appName,
+	}
+}

@@ -1,0 +1,384 @@
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is sepgadm.toml. Zero values take PgBouncer's defaults (see Defaults).
+type Config struct {
+	// PoolMode is "session" (a server connection per client for its whole session).
+	PoolMode string `toml:"pool_mode"`
+	// Tagging "on" switches each server session to the client's context; "off" makes a
+	// plain pooler for servers without sepgsql.
+	Tagging string `toml:"tagging"`
+	// TagFunction is the switch function, called as SELECT <fn>($1, $2).
+	TagFunction string `toml:"tag_function"`
+	// CredentialFile holds the tagging token (mode 0600).
+	CredentialFile string `toml:"credential_file"`
+	// DefaultContext is the context of clients no rule matches ("" refuses them).
+	DefaultContext string `toml:"default_context"`
+
+	Listen  []Listener          `toml:"listen"`
+	Server  Server              `toml:"server"`
+	Auth    Auth                `toml:"auth"`
+	Users   map[string]User     `toml:"users"`
+	PeerMap map[string][]string `toml:"peer_map"`
+	Context []Rule              `toml:"context"`
+
+	AdminUsers    []string `toml:"admin_users"`
+	MetricsListen string   `toml:"metrics_listen"`
+	SessionLog    string   `toml:"session_log"`
+	LogLevel      string   `toml:"log_level"`
+
+	MaxClientConn        int      `toml:"max_client_conn"`
+	DefaultPoolSize      int      `toml:"default_pool_size"`
+	MaxMessageSize       int      `toml:"max_message_size"`
+	ServerConnectTimeout Duration `toml:"server_connect_timeout"`
+	QueryWaitTimeout     Duration `toml:"query_wait_timeout"`
+	ServerIdleTimeout    Duration `toml:"server_idle_timeout"`
+	ServerLifetime       Duration `toml:"server_lifetime"`
+	ClientLoginTimeout   Duration `toml:"client_login_timeout"`
+	ShutdownTimeout      Duration `toml:"shutdown_timeout"`
+
+	// file is where the configuration was read from, for messages.
+	file string
+}
+
+// Listener is one endpoint clients connect to: TCP (Address) or a Unix-socket
+// directory (UnixSocketDir + Port, socket .s.PGSQL.<port> so that psql -h DIR works).
+type Listener struct {
+	Address       string `toml:"address"`
+	UnixSocketDir string `toml:"unix_socket_dir"`
+	Port          int    `toml:"port"`
+	// Auth is trust, scram-sha-256, peer (Unix only) or cert (TLS client certificate).
+	Auth    string `toml:"auth"`
+	TLSCert string `toml:"tls_cert"`
+	TLSKey  string `toml:"tls_key"`
+	// TLSCA verifies client certificates (needed by auth = "cert").
+	TLSCA string `toml:"tls_ca"`
+}
+
+// Server is the PostgreSQL server behind the proxy.
+type Server struct {
+	// Host is a Unix-socket directory (recommended: the backend's peer label is then the
+	// proxy's domain) or a host name.
+	Host string `toml:"host"`
+	Port int    `toml:"port"`
+}
+
+// Auth says where SCRAM verifiers come from.
+type Auth struct {
+	// Userlist is a PgBouncer-style file of "user" "password-or-SCRAM-verifier" lines.
+	Userlist string `toml:"userlist"`
+	// AuthUser runs AuthQuery on the server to look a verifier up.
+	AuthUser     string `toml:"auth_user"`
+	AuthPassword string `toml:"auth_password"`
+	AuthQuery    string `toml:"auth_query"`
+}
+
+// User is how the proxy logs in to PostgreSQL as a database user.
+type User struct {
+	Password string `toml:"password"`
+	PoolSize int    `toml:"pool_size"`
+}
+
+// Rule maps clients to an SELinux context. Empty fields match anything; user, database,
+// tls_subject and application_name take shell patterns (*, ?, [..]); cidr a network.
+type Rule struct {
+	User            string `toml:"user"`
+	Database        string `toml:"database"`
+	CIDR            string `toml:"cidr"`
+	TLSSubject      string `toml:"tls_subject"`
+	ApplicationName string `toml:"application_name"`
+	Context         string `toml:"context"`
+
+	network *net.IPNet
+	line    int
+}
+
+// Duration is a TOML string such as "15s" or "10m".
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a Go duration.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	if v < 0 {
+		return fmt.Errorf("negative duration %s", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText prints it back.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// ConfigError names the file, line and key of a configuration problem.
+type ConfigError struct {
+	File string
+	Line int // 0 when unknown
+	Key  string
+	Msg  string
+}
+
+func (e *ConfigError) Error() string {
+	loc := e.File
+	if e.Line > 0 {
+		loc = fmt.Sprintf("%s:%d", e.File, e.Line)
+	}
+	if e.Key != "" {
+		return fmt.Sprintf("%s: %s: %s", loc, e.Key, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", loc, e.Msg)
+}
+
+// LoadConfig reads and validates a configuration file.
+func LoadConfig(file string) (*Config, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, fmt.Errorf("read configuration: %w", err)
+	}
+	defer f.Close()
+	return ParseConfig(f, file)
+}
+
+// ParseConfig reads a configuration from r (named name in messages), rejects unknown
+// keys, fills defaults and validates it.
+func ParseConfig(r io.Reader, name string) (*Config, error) {
+	src, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("read configuration %s: %w", name, err)
+	}
+	var cfg Config
+	md, err := toml.Decode(string(src), &cfg)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, &ConfigError{File: name, Line: pe.Position.Line, Msg: pe.Message}
+		}
+		return nil, &ConfigError{File: name, Msg: err.Error()}
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		k := und[0]
+		return nil, &ConfigError{File: name, Line: lineOfKey(src, k), Key: k.String(), Msg: "unknown key"}
+	}
+	cfg.file = name
+	cfg.setDefaults()
+	ruleLines := linesOfTable(src, "context")
+	for i := range cfg.Context {
+		if i < len(ruleLines) {
+			cfg.Context[i].line = ruleLines[i]
+		}
+	}
+	if err := cfg.validate(src); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+func (c *Config) setDefaults() {
+	def := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	defInt := func(p *int, v int) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	defDur := func(p *Duration, v time.Duration) {
+		if p.Duration == 0 {
+			p.Duration = v
+		}
+	}
+	def(&c.PoolMode, "session")
+	def(&c.Tagging, "on")
+	def(&c.TagFunction, "sepgadm.tag")
+	def(&c.LogLevel, "info")
+	def(&c.Server.Host, "/var/run/postgresql")
+	defInt(&c.Server.Port, 5432)
+	defInt(&c.MaxClientConn, 100)
+	defInt(&c.DefaultPoolSize, 20)
+	defInt(&c.MaxMessageSize, 64<<20)
+	defDur(&c.ServerConnectTimeout, 15*time.Second)
+	defDur(&c.QueryWaitTimeout, 120*time.Second)
+	defDur(&c.ServerIdleTimeout, 600*time.Second)
+	defDur(&c.ServerLifetime, 3600*time.Second)
+	defDur(&c.ClientLoginTimeout, 60*time.Second)
+	defDur(&c.ShutdownTimeout, 30*time.Second)
+	if c.Auth.AuthUser != "" {
+		def(&c.Auth.AuthQuery, "SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename = $1")
+	}
+	for i := range c.Listen {
+		def(&c.Listen[i].Auth, "scram-sha-256")
+		if c.Listen[i].UnixSocketDir != "" {
+			defInt(&c.Listen[i].Port, 6432)
+		}
+	}
+}
+
+var tagFunctionRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$`)
+
+func (c *Config) validate(src []byte) error {
+	bad := func(key, format string, args ...any) error {
+		return &ConfigError{File: c.file, Line: lineOfKey(src, toml.Key(strings.Split(key, "."))), Key: key, Msg: fmt.Sprintf(format, args...)}
+	}
+	if c.PoolMode != "session" {
+		return bad("pool_mode", "%q is not supported (want session)", c.PoolMode)
+	}
+	if c.Tagging != "on" && c.Tagging != "off" {
+		return bad("tagging", "%q: want on or off", c.Tagging)
+	}
+	if !tagFunctionRE.MatchString(c.TagFunction) {
+		return bad("tag_function", "%q is not a (schema-qualified) function name", c.TagFunction)
+	}
+	if c.Tagging == "on" && c.CredentialFile == "" {
+		return bad("credential_file", "required when tagging is on")
+	}
+	if c.DefaultContext != "" {
+		if err := CheckContext(c.DefaultContext); err != nil {
+			return bad("default_context", "%v", err)
+		}
+	}
+	if len(c.Listen) == 0 {
+		return &ConfigError{File: c.file, Key: "listen", Msg: "no [[listen]] endpoint"}
+	}
+	for i, l := range c.Listen {
+		key := fmt.Sprintf("listen[%d]", i)
+		line := 0
+		if ls := linesOfTable(src, "listen"); i < len(ls) {
+			line = ls[i]
+		}
+		lbad := func(k, format string, args ...any) error {
+			return &ConfigError{File: c.file, Line: line, Key: key + "." + k, Msg: fmt.Sprintf(format, args...)}
+		}
+		switch {
+		case l.Address == "" && l.UnixSocketDir == "":
+			return lbad("address", "set address (TCP host:port) or unix_socket_dir")
+		case l.Address != "" && l.UnixSocketDir != "":
+			return lbad("address", "set address or unix_socket_dir, not both")
+		}
+		if l.Address != "" {
+			if _, _, err := net.SplitHostPort(l.Address); err != nil {
+				return lbad("address", "%v", err)
+			}
+		}
+		if !slices.Contains([]string{"trust", "scram-sha-256", "peer", "cert"}, l.Auth) {
+			return lbad("auth", "%q: want trust, scram-sha-256, peer or cert", l.Auth)
+		}
+		if l.Auth == "peer" && l.UnixSocketDir == "" {
+			return lbad("auth", "peer works only on a unix_socket_dir listener")
+		}
+		if (l.TLSCert == "") != (l.TLSKey == "") {
+			return lbad("tls_cert", "tls_cert and tls_key go together")
+		}
+		if l.Auth == "cert" && (l.TLSCert == "" || l.TLSCA == "") {
+			return lbad("auth", "cert needs tls_cert, tls_key and tls_ca")
+		}
+		if l.Auth == "scram-sha-256" && c.Auth.Userlist == "" && c.Auth.AuthUser == "" {
+			return lbad("auth", "scram-sha-256 needs [auth] userlist or auth_user")
+		}
+	}
+	for i := range c.Context {
+		r := &c.Context[i]
+		rbad := func(k, format string, args ...any) error {
+			return &ConfigError{File: c.file, Line: r.line, Key: fmt.Sprintf("context[%d].%s", i, k), Msg: fmt.Sprintf(format, args...)}
+		}
+		if r.Context == "" {
+			return rbad("context", "missing")
+		}
+		if err := CheckContext(r.Context); err != nil {
+			return rbad("context", "%v", err)
+		}
+		for k, p := range map[string]string{"user": r.User, "database": r.Database, "tls_subject": r.TLSSubject, "application_name": r.ApplicationName} {
+			if _, err := path.Match(p, ""); err != nil {
+				return rbad(k, "bad pattern %q: %v", p, err)
+			}
+		}
+		if r.CIDR != "" {
+			_, n, err := net.ParseCIDR(r.CIDR)
+			if err != nil {
+				return rbad("cidr", "%v", err)
+			}
+			r.network = n
+		}
+	}
+	if c.MaxClientConn < 1 || c.DefaultPoolSize < 1 {
+		return bad("max_client_conn", "max_client_conn and default_pool_size must be ≥ 1")
+	}
+	return nil
+}
+
+// lineOfKey finds the line that defines key (best effort: its table header, then the
+// key's first assignment after it); 0 when not found.
+func lineOfKey(src []byte, key toml.Key) int {
+	if len(key) == 0 {
+		return 0
+	}
+	start := 0
+	if len(key) > 1 {
+		table := strings.Join(key[:len(key)-1], ".")
+		if lines := linesOfTable(src, table); len(lines) > 0 {
+			start = lines[0]
+		}
+	}
+	leaf := regexp.MustCompile(`^\s*"?` + regexp.QuoteMeta(key[len(key)-1]) + `"?\s*=`)
+	sc := bufio.NewScanner(strings.NewReader(string(src)))
+	for n := 1; sc.Scan(); n++ {
+		if n >= start && leaf.MatchString(sc.Text()) {
+			return n
+		}
+	}
+	return start
+}
+
+// linesOfTable lists the lines of every [table] or [[table]] header named table.
+func linesOfTable(src []byte, table string) []int {
+	re := regexp.MustCompile(`^\s*\[\[?\s*` + regexp.QuoteMeta(table) + `\s*\]\]?`)
+	var lines []int
+	sc := bufio.NewScanner(strings.NewReader(string(src)))
+	for n := 1; sc.Scan(); n++ {
+		if re.MatchString(sc.Text()) {
+			lines = append(lines, n)
+		}
+	}
+	return lines
+}
+
+var (
+	contextPartRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+	levelRE       = regexp.MustCompile(`^s[0-9]+(:c[0-9]+([.,]c[0-9]+)*)?(-s[0-9]+(:c[0-9]+([.,]c[0-9]+)*)?)?$`)
+)
+
+// CheckContext checks the syntax of an SELinux context user:role:type[:level], where
+// level is an MLS/MCS level or range such as s0, s0:c5,c7 or s0-s0:c0.c1023.
+func CheckContext(ctx string) error {
+	parts := strings.SplitN(ctx, ":", 4)
+	if len(parts) < 3 {
+		return fmt.Errorf("context %q: want user:role:type[:level]", ctx)
+	}
+	for i, name := range []string{"user", "role", "type"} {
+		if !contextPartRE.MatchString(parts[i]) {
+			return fmt.Errorf("context %q: bad %s %q", ctx, name, parts[i])
+		}
+	}
+	if len(parts) == 4 && !levelRE.MatchString(parts[3]) {
+		return fmt.Errorf("context %q: bad level %q (want e.g. s0, s0:c5,c7 or s0-s0:c0.c1023)", ctx, parts[3])
+	}
+	return nil
+}

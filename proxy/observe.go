@@ -1,0 +1,118 @@
+package proxy
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the proxy's Prometheus metrics, in a registry of its own.
+type metrics struct {
+	reg          *prometheus.Registry
+	clients      prometheus.Gauge
+	servers      prometheus.Gauge
+	logins       *prometheus.CounterVec
+	tags         *prometheus.CounterVec
+	tagSeconds   prometheus.Histogram
+	queries      prometheus.Counter
+	bytesIn      prometheus.Counter
+	bytesOut     prometheus.Counter
+	refusedCalls prometheus.Counter
+
+	// Totals for SHOW STATS (Prometheus counters cannot be read back cheaply).
+	nTags, nTagFailures, tagNanos, nQueries, nBytesIn, nBytesOut atomic.Int64
+}
+
+func (m *metrics) tagDone(kind string, d time.Duration, ok bool) {
+	m.tagSeconds.Observe(d.Seconds())
+	m.tagNanos.Add(int64(d))
+	m.nTags.Add(1)
+	if ok {
+		m.tags.WithLabelValues(kind, "ok").Inc()
+		return
+	}
+	m.nTagFailures.Add(1)
+	m.tags.WithLabelValues(kind, "failed").Inc()
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg:     prometheus.NewRegistry(),
+		clients: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sepgadm_clients", Help: "Client sessions connected."}),
+		servers: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sepgadm_server_connections", Help: "Server connections open."}),
+		logins: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sepgadm_client_logins_total",
+			Help: "Client login attempts by result (ok, auth_failed, no_context, tag_failed, server_error, refused)."}, []string{"result"}),
+		tags: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sepgadm_tags_total",
+			Help: "Label switches by kind (client, reset) and result (ok, failed)."}, []string{"kind", "result"}),
+		tagSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sepgadm_tag_seconds",
+			Help: "Latency of a label switch round trip.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
+		queries:      prometheus.NewCounter(prometheus.CounterOpts{Name: "sepgadm_ready_for_query_total", Help: "ReadyForQuery messages relayed (completed queries and syncs)."}),
+		bytesIn:      prometheus.NewCounter(prometheus.CounterOpts{Name: "sepgadm_client_bytes_total", Help: "Bytes relayed from clients to servers."}),
+		bytesOut:     prometheus.NewCounter(prometheus.CounterOpts{Name: "sepgadm_server_bytes_total", Help: "Bytes relayed from servers to clients."}),
+		refusedCalls: prometheus.NewCounter(prometheus.CounterOpts{Name: "sepgadm_refused_switch_calls_total", Help: "Client statements refused for calling the switch function."}),
+	}
+	m.reg.MustRegister(m.clients, m.servers, m.logins, m.tags, m.tagSeconds, m.queries, m.bytesIn, m.bytesOut, m.refusedCalls)
+	return m
+}
+
+// sessionRecord is one line of the session log (JSON lines). The auditor uses it to
+// attribute a database denial (backend pid + time) to the client behind the pooler.
+type sessionRecord struct {
+	Time            string `json:"time"`
+	Event           string `json:"event"` // connect, tag, disconnect
+	SessionID       string `json:"session_id"`
+	ClientAddr      string `json:"client_addr"`
+	PeerPID         int32  `json:"peer_pid,omitempty"`
+	PeerUID         *int   `json:"peer_uid,omitempty"`
+	PeerLabel       string `json:"peer_label,omitempty"`
+	OSUser          string `json:"os_user,omitempty"`
+	DBUser          string `json:"db_user"`
+	Database        string `json:"database"`
+	Context         string `json:"context,omitempty"`
+	ContextSource   string `json:"context_source,omitempty"`
+	BackendPID      uint32 `json:"backend_pid,omitempty"`
+	ApplicationName string `json:"application_name,omitempty"`
+}
+
+// sessionLog appends records to a file; a nil *sessionLog writes nothing.
+type sessionLog struct {
+	mu sync.Mutex
+	f  *os.File
+}
+
+func openSessionLog(path string) (*sessionLog, error) {
+	if path == "" {
+		return nil, nil
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("open session log: %w", err)
+	}
+	return &sessionLog{f: f}, nil
+}
+
+func (l *sessionLog) write(r sessionRecord) {
+	if l == nil {
+		return
+	}
+	r.Time = time.Now().UTC().Format(time.RFC3339Nano)
+	b, err := json.Marshal(r)
+	if err != nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, _ = l.f.Write(append(b, '\n'))
+}
+
+func (l *sessionLog) close() error {
+	if l == nil {
+		return nil
+	}
+	return l.f.Close()
+}

@@ -1,0 +1,337 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/sepgadm/sepgadm/proxy/wire"
+)
+
+// serverConn is one authenticated connection to PostgreSQL, taken over from pgconn
+// after login so that the relay can forward raw frames.
+type serverConn struct {
+	conn   net.Conn
+	r      *wire.Reader
+	br     *bufio.Reader
+	w      *bufio.Writer
+	pid    uint32
+	secret []byte
+	params map[string]string
+	pool   *pool
+
+	created time.Time
+
+	// mu guards what the admin console reads while the connection is in use.
+	mu sync.Mutex
+	// label is the session's SELinux label as the last switch returned it ("" unknown).
+	label    string
+	state    string // "idle", "active", "tagging", "resetting"
+	lastUsed time.Time
+}
+
+func (s *serverConn) setLabel(l string) { s.mu.Lock(); s.label = l; s.mu.Unlock() }
+func (s *serverConn) setState(st string) {
+	s.mu.Lock()
+	s.state = st
+	if st == "idle" {
+		s.lastUsed = time.Now()
+	}
+	s.mu.Unlock()
+}
+
+// snapshot returns label, state and idle time under the lock.
+func (s *serverConn) snapshot() (label, state string, lastUsed time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.label, s.state, s.lastUsed
+}
+
+// dialServer logs in to PostgreSQL as user on database db.
+func dialServer(ctx context.Context, cfg *Config, db, user, password string) (*serverConn, error) {
+	pcfg, err := pgconn.ParseConfig("")
+	if err != nil {
+		return nil, fmt.Errorf("server connection settings: %w", err)
+	}
+	pcfg.Host = cfg.Server.Host
+	pcfg.Port = uint16(cfg.Server.Port)
+	pcfg.Database = db
+	pcfg.User = user
+	pcfg.Password = password
+	pcfg.TLSConfig = nil
+	pcfg.Fallbacks = nil
+	pcfg.ConnectTimeout = cfg.ServerConnectTimeout.Duration
+	pcfg.RuntimeParams = map[string]string{"application_name": "sepgadm"}
+	pc, err := pgconn.ConnectConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to PostgreSQL as %s on %s: %w", user, db, err)
+	}
+	if err := pc.SyncConn(ctx); err != nil {
+		pc.Close(ctx)
+		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	h, err := pc.Hijack()
+	if err != nil {
+		pc.Close(ctx)
+		return nil, fmt.Errorf("take over server connection: %w", err)
+	}
+	br := bufio.NewReaderSize(h.Conn, 32<<10)
+	now := time.Now()
+	return &serverConn{
+		conn: h.Conn, br: br, r: wire.NewReader(br, cfg.MaxMessageSize), w: bufio.NewWriterSize(h.Conn, 32<<10),
+		pid: h.PID, secret: h.SecretKey, params: h.ParameterStatuses,
+		created: now, lastUsed: now, state: "idle",
+	}, nil
+}
+
+func (s *serverConn) close() { _ = s.conn.Close() }
+
+// serverError is an ErrorResponse from the server during a call the proxy made itself.
+type serverError struct{ *pgproto3.ErrorResponse }
+
+func (e serverError) Error() string {
+	return e.Severity + ": " + e.Message + " (SQLSTATE " + e.Code + ")"
+}
+
+// simpleQuery runs sql (simple protocol) and waits for ReadyForQuery. It returns the
+// first column of the first row (nil: no row, or NULL).
+func (s *serverConn) simpleQuery(ctx context.Context, sql string) (first *string, err error) {
+	msg, _ := (&pgproto3.Query{String: sql}).Encode(nil)
+	return s.roundTrip(ctx, msg)
+}
+
+// call runs SELECT fn($1, $2) with text parameters over the extended protocol, so the
+// arguments never appear in SQL text (nor, therefore, in the server's statement log).
+func (s *serverConn) call(ctx context.Context, fn string, a string, b *string) (*string, error) {
+	var buf []byte
+	buf, _ = (&pgproto3.Parse{Query: "SELECT " + fn + "($1, $2)", ParameterOIDs: []uint32{25, 25}}).Encode(buf)
+	params := [][]byte{[]byte(a), nil}
+	if b != nil {
+		params[1] = []byte(*b)
+	}
+	buf, _ = (&pgproto3.Bind{Parameters: params}).Encode(buf)
+	buf, _ = (&pgproto3.Execute{}).Encode(buf)
+	buf, _ = (&pgproto3.Sync{}).Encode(buf)
+	return s.roundTrip(ctx, buf)
+}
+
+func (s *serverConn) roundTrip(ctx context.Context, msg []byte) (first *string, err error) {
+	if dl, ok := ctx.Deadline(); ok {
+		_ = s.conn.SetDeadline(dl)
+		defer s.conn.SetDeadline(time.Time{})
+	}
+	if _, err := s.w.Write(msg); err != nil {
+		return nil, fmt.Errorf("write to server: %w", err)
+	}
+	if err := s.w.Flush(); err != nil {
+		return nil, fmt.Errorf("write to server: %w", err)
+	}
+	var srvErr error
+	for {
+		typ, body, err := s.r.Message()
+		if err != nil {
+			return nil, fmt.Errorf("read from server: %w", err)
+		}
+		switch typ {
+		case 'Z':
+			return first, srvErr
+		case 'E':
+			var e pgproto3.ErrorResponse
+			if err := e.Decode(body); err != nil {
+				return nil, fmt.Errorf("decode server error: %w", err)
+			}
+			if srvErr == nil {
+				srvErr = serverError{&e}
+			}
+		case 'D':
+			if first == nil {
+				first = firstColumn(body)
+			}
+		case 'S':
+			var ps pgproto3.ParameterStatus
+			if ps.Decode(body) == nil {
+				s.params[ps.Name] = ps.Value
+			}
+		}
+	}
+}
+
+// firstColumn extracts column 0 of a DataRow body; nil for SQL NULL or no column.
+func firstColumn(body []byte) *string {
+	if len(body) < 6 || binary.BigEndian.Uint16(body) == 0 {
+		return nil
+	}
+	n := int32(binary.BigEndian.Uint32(body[2:]))
+	if n < 0 || int(n) > len(body)-6 {
+		return nil
+	}
+	v := string(body[6 : 6+n])
+	return &v
+}
+
+// cancel asks the server to cancel whatever this connection runs.
+func (s *serverConn) cancel(cfg *Config) error {
+	network, addr := "tcp", net.JoinHostPort(cfg.Server.Host, strconv.Itoa(cfg.Server.Port))
+	if len(cfg.Server.Host) > 0 && cfg.Server.Host[0] == '/' {
+		network, addr = "unix", cfg.Server.Host+"/.s.PGSQL."+strconv.Itoa(cfg.Server.Port)
+	}
+	c, err := net.DialTimeout(network, addr, 5*time.Second)
+	if err != nil {
+		return fmt.Errorf("send cancel to server: %w", err)
+	}
+	defer c.Close()
+	msg, err := (&pgproto3.CancelRequest{ProcessID: s.pid, SecretKey: s.secret}).Encode(nil)
+	if err != nil {
+		return err
+	}
+	_, err = c.Write(msg)
+	return err
+}
+
+type poolKey struct{ db, user string }
+
+// pool holds the server connections of one (database, user).
+type pool struct {
+	key  poolKey
+	size int
+
+	mu      sync.Mutex
+	idle    []*serverConn
+	all     map[*serverConn]struct{}
+	opening int
+	waiters []chan struct{}
+	paused  bool
+}
+
+func newPool(k poolKey, size int) *pool {
+	return &pool{key: k, size: size, all: map[*serverConn]struct{}{}}
+}
+
+var errPoolTimeout = errors.New("query_wait_timeout: no server connection became free")
+
+// acquire returns an idle connection (preferring one already labelled want) or opens a
+// new one while the pool is below its size; otherwise it waits.
+func (p *pool) acquire(ctx context.Context, want string, open func(context.Context) (*serverConn, error)) (*serverConn, error) {
+	for {
+		p.mu.Lock()
+		if !p.paused && len(p.idle) > 0 {
+			i := len(p.idle) - 1
+			for j := len(p.idle) - 1; j >= 0; j-- {
+				if l, _, _ := p.idle[j].snapshot(); l == want {
+					i = j
+					break
+				}
+			}
+			s := p.idle[i]
+			p.idle = append(p.idle[:i], p.idle[i+1:]...)
+			s.setState("active")
+			p.mu.Unlock()
+			return s, nil
+		}
+		if !p.paused && len(p.all)+p.opening < p.size {
+			p.opening++
+			p.mu.Unlock()
+			s, err := open(ctx)
+			p.mu.Lock()
+			p.opening--
+			if err != nil {
+				p.wakeOne()
+				p.mu.Unlock()
+				return nil, err
+			}
+			s.pool = p
+			s.setState("active")
+			p.all[s] = struct{}{}
+			p.mu.Unlock()
+			return s, nil
+		}
+		ch := make(chan struct{})
+		p.waiters = append(p.waiters, ch)
+		p.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			p.mu.Lock()
+			for i, w := range p.waiters {
+				if w == ch {
+					p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+					break
+				}
+			}
+			p.mu.Unlock()
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return nil, errPoolTimeout
+			}
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// wakeOne lets one waiter retry. p.mu must be held.
+func (p *pool) wakeOne() {
+	if len(p.waiters) > 0 {
+		close(p.waiters[0])
+		p.waiters = p.waiters[1:]
+	}
+}
+
+// release returns s to the pool, or closes it when it cannot be reused.
+func (p *pool) release(s *serverConn, reusable bool, lifetime time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !reusable || time.Since(s.created) > lifetime {
+		delete(p.all, s)
+		s.close()
+	} else {
+		s.setState("idle")
+		p.idle = append(p.idle, s)
+	}
+	p.wakeOne()
+}
+
+// reap closes idle connections past the idle timeout or their lifetime.
+func (p *pool) reap(idleTimeout, lifetime time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	kept := p.idle[:0]
+	for _, s := range p.idle {
+		if _, _, last := s.snapshot(); time.Since(last) > idleTimeout || time.Since(s.created) > lifetime {
+			delete(p.all, s)
+			s.close()
+			continue
+		}
+		kept = append(kept, s)
+	}
+	p.idle = kept
+}
+
+// closeIdle closes every idle connection (shutdown, reload of the server address).
+func (p *pool) closeIdle() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range p.idle {
+		delete(p.all, s)
+		s.close()
+	}
+	p.idle = nil
+}
+
+func (p *pool) setPaused(v bool) {
+	p.mu.Lock()
+	p.paused = v
+	if !v {
+		for range p.waiters {
+			p.wakeOne()
+		}
+	}
+	p.mu.Unlock()
+}
