@@ -652,3 +652,8 @@ func TestGSSENCRequestRefusedCleanly(t *testing.T) {
 		t.Fatalf("GSSENCRequest answer %q %v, want N", b, err)
 	}
 }
+
+func runPsql(dsn, sql string) (string, error) {
+	out, err := exec.Command("psql", "-X", "-At", dsn, "-c", sql).CombinedOutput()
+	return string(out), err
+}
