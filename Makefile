@@ -8,7 +8,7 @@ LAB_PKGS = $(shell grep -rl --include='*_test.go' '^//go:build lab' . | xargs -r
 # Host packages: PostgreSQL 15 for the test tier; qemu, debootstrap and e2fsprogs for the lab.
 HOST_PACKAGES := postgresql-15 postgresql-contrib qemu-system-x86 qemu-utils debootstrap e2fsprogs make gcc
 
-.PHONY: setup all build policy test test-fast test-lab lab lab-shell lab-tests test-lab-locked lint clean
+.PHONY: setup all build demo policy test test-fast test-lab lab lab-shell lab-tests test-lab-locked lint clean
 
 all: build
 
@@ -53,6 +53,10 @@ test-lab-locked: lab-tests
 ## lab: build (or reuse the cached) lab image. Needs root.
 lab:
 	lab/build
+
+## demo: the lab with the proxy in sepgadm_proxy_t, forwarded to 127.0.0.1:6432.
+demo:
+	lab/demo
 
 ## lab-shell: boot the lab image with an interactive root shell on this terminal.
 lab-shell:

@@ -88,6 +88,8 @@ type Result struct {
 	SQLState string
 	// ExitCode is psql's exit status.
 	ExitCode int
+	// LoginRefused: psql could not log in (its stderr holds the server's FATAL message).
+	LoginRefused bool
 }
 
 var sqlstateRE = regexp.MustCompile(`(?m)^(?:ERROR|FATAL):\s+([0-9A-Z]{5}):`)
@@ -96,9 +98,13 @@ var sqlstateRE = regexp.MustCompile(`(?m)^(?:ERROR|FATAL):\s+([0-9A-Z]{5}):`)
 // the Unix socket. psql stops at the first error and reports its SQLSTATE; an error in
 // SQL is not an error of PSQL, which fails only when psql could not run at all.
 func PSQL(ctx context.Context, as Context, db, sql string) (Result, error) {
+	return PSQLDSN(ctx, as, DSN(db), sql)
+}
+
+// PSQLDSN is PSQL with any libpq connection string, e.g. to reach the proxy.
+func PSQLDSN(ctx context.Context, as Context, dsn, sql string) (Result, error) {
 	args := append(as.runconArgs(), "--", filepath.Join(PGBin, "psql"),
-		"-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose",
-		"-h", PGSocketDir, "-U", "postgres", "-d", db, "-c", sql)
+		"-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose", dsn, "-c", sql)
 	cmd := exec.CommandContext(ctx, "runcon", args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -114,7 +120,8 @@ func PSQL(ctx context.Context, as Context, db, sql string) (Result, error) {
 	if m := sqlstateRE.FindStringSubmatch(res.Stderr); m != nil {
 		res.SQLState = m[1]
 	}
-	if res.ExitCode != 0 && res.SQLState == "" {
+	res.LoginRefused = res.ExitCode == 2 && strings.Contains(res.Stderr, "FATAL:")
+	if res.ExitCode != 0 && res.SQLState == "" && !res.LoginRefused {
 		return res, fmt.Errorf("psql as %s exited %d without an SQL error: %s", as.Type, res.ExitCode, res.Stderr)
 	}
 	return res, nil

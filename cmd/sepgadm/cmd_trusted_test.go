@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/sepgadm/sepgadm/internal/pgtest"
 	"github.com/sepgadm/sepgadm/trusted"
@@ -196,6 +197,21 @@ func TestTagWithoutSELinux(t *testing.T) {
 	}
 	defer conn.Close(ctx)
 	tenant := "system_u:system_r:sepgadm_lab_tenant_a_t:s0"
+	// An ordinary role, as the proxy logs in as its clients' roles: DAC must let it call
+	// the switch (55000 here, not 42501 "permission denied for schema sepgadm").
+	if _, err := conn.Exec(ctx, "CREATE ROLE tag_plain_user LOGIN"); err != nil {
+		t.Fatal(err)
+	}
+	plainCfg := conn.Config().Copy()
+	plainCfg.User = "tag_plain_user"
+	plain, err := pgx.ConnectConfig(ctx, plainCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close(ctx)
+	if _, err := trusted.Tag(ctx, plain, token, &tenant); trusted.SQLState(err) != trusted.CodeNotEnabled {
+		t.Fatalf("Tag as an ordinary role: %v, want SQLSTATE 55000", err)
+	}
 	for _, tt := range []struct {
 		name, token, want string
 	}{

@@ -10,6 +10,10 @@
 -- Parameters are referenced positionally through aliases so that no plpgsql variable
 -- shares a name with a column ("ambiguous" errors).
 
+-- Every database role may reach the functions (the proxy logs in as its clients' roles);
+-- what guards the switch is SELinux and the credential, not DAC.
+GRANT USAGE ON SCHEMA sepgadm TO PUBLIC;
+
 CREATE TABLE sepgadm.credential (
     singleton  boolean     PRIMARY KEY DEFAULT true CHECK (singleton),
     digest     text        NOT NULL CHECK (digest ~ '^[0-9a-f]{64}$'),

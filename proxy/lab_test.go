@@ -1,0 +1,286 @@
+//go:build lab
+
+package proxy_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sepgadm/sepgadm/lab"
+)
+
+// Lab tests of the proxy in the enforcing guest: the proxy runs as sepgadm_proxy_t
+// (exec of /usr/sbin/sepgadm, labelled sepgadm_proxy_exec_t by the policy module),
+// clients run under tenant labels with runcon and connect to its Unix socket.
+
+const (
+	tenantA     = "system_u:system_r:sepgadm_lab_tenant_a_t:s0"
+	tenantB     = "system_u:system_r:sepgadm_lab_tenant_b_t:s0"
+	proxyDomain = "system_u:system_r:sepgadm_proxy_t:s0"
+	testSocket  = "/run/sepgadm-test"
+	testLog     = "/var/log/sepgadm/labtest-sessions.jsonl"
+)
+
+var (
+	asA      = lab.Context{Type: "sepgadm_lab_tenant_a_t"}
+	asB      = lab.Context{Type: "sepgadm_lab_tenant_b_t"}
+	asClient = lab.Context{Type: lab.ClientDomain}
+	viaProxy = fmt.Sprintf("host=%s port=6432 dbname=demo user=postgres", testSocket)
+)
+
+var labSetup struct {
+	sync.Once
+	proxy *exec.Cmd
+	err   error
+}
+
+func setupLab(t *testing.T) {
+	t.Helper()
+	lab.Require(t)
+	labSetup.Do(func() { labSetup.err = doLabSetup() })
+	if labSetup.err != nil {
+		t.Fatalf("lab set-up: %v", labSetup.err)
+	}
+}
+
+func doLabSetup() error {
+	if out, err := exec.Command("bash", "/src/lab/demo-setup.sh").CombinedOutput(); err != nil {
+		return fmt.Errorf("demo-setup.sh: %w\n%s", err, out)
+	}
+	if out, err := exec.Command("psql", "-X", "-v", "ON_ERROR_STOP=1", "-d", "demo", "-c",
+		"CREATE TABLE canary (v text); GRANT ALL ON canary TO PUBLIC").CombinedOutput(); err != nil {
+		return fmt.Errorf("canary: %w\n%s", err, out)
+	}
+	cfg := fmt.Sprintf(`credential_file = "/etc/sepgadm/credential"
+session_log = %q
+log_level = "debug"
+[[listen]]
+unix_socket_dir = %q
+port = 6432
+auth = "trust"
+[[listen]]
+address = "127.0.0.1:6433"
+auth = "trust"
+[server]
+host = "/var/run/postgresql"
+[users.postgres]
+pool_size = 1
+[[context]]
+user = "alice"
+context = %q
+`, testLog, testSocket, tenantA)
+	if err := os.WriteFile("/etc/sepgadm/labtest.toml", []byte(cfg), 0o644); err != nil {
+		return err
+	}
+	_ = exec.Command("restorecon", "-F", "/etc/sepgadm/labtest.toml").Run()
+	logf, err := os.Create(filepath.Join(os.Getenv("OUT"), "proxy-labtest.log"))
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command("/usr/sbin/sepgadm", "proxy", "--config", "/etc/sepgadm/labtest.toml")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	labSetup.proxy = cmd
+	for range 100 {
+		if _, err := os.Stat(testSocket + "/.s.PGSQL.6432"); err == nil {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("the test proxy did not create its socket")
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if labSetup.proxy != nil {
+		_ = labSetup.proxy.Process.Kill()
+		_ = labSetup.proxy.Wait()
+	}
+	os.Exit(code)
+}
+
+func psql(t *testing.T, as lab.Context, dsn, sql string) lab.Result {
+	t.Helper()
+	r, err := lab.PSQLDSN(context.Background(), as, dsn, sql)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestLabProxyRunsInItsDomain(t *testing.T) {
+	setupLab(t)
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/attr/current", labSetup.proxy.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimRight(string(b), "\x00\n"); got != proxyDomain {
+		t.Fatalf("the proxy runs as %q, want %q", got, proxyDomain)
+	}
+}
+
+func TestLabPeerLabelsRunUnderTheirOwnContext(t *testing.T) {
+	setupLab(t)
+	for _, tt := range []struct {
+		as          lab.Context
+		want        string
+		own, others string
+	}{
+		{asA, tenantA, "alice_notes", "bob_notes"},
+		{asB, tenantB, "bob_notes", "alice_notes"},
+	} {
+		r := psql(t, tt.as, viaProxy, "SELECT sepgsql_getcon()")
+		if r.SQLState != "" || r.Stdout != tt.want {
+			t.Errorf("%s through the proxy: getcon %q (%s)", tt.as.Type, r.Stdout, r.Stderr)
+		}
+		if r := psql(t, tt.as, viaProxy, "SELECT count(*) FROM "+tt.own); r.SQLState != "" || r.Stdout == "0" {
+			t.Errorf("%s reads %s: %+v", tt.as.Type, tt.own, r)
+		}
+		if r := psql(t, tt.as, viaProxy, "SELECT count(*) FROM "+tt.others); r.SQLState != "42501" {
+			t.Errorf("%s reads %s: %+v, want 42501", tt.as.Type, tt.others, r)
+		}
+	}
+}
+
+func pid(t *testing.T, as lab.Context, sql string) int {
+	t.Helper()
+	r := psql(t, as, viaProxy, sql)
+	lines := strings.Fields(r.Stdout)
+	if r.SQLState != "" || len(lines) == 0 {
+		t.Fatalf("%s: %+v", sql, r)
+	}
+	n, err := strconv.Atoi(lines[len(lines)-1])
+	if err != nil {
+		t.Fatalf("%s: %q", sql, r.Stdout)
+	}
+	return n
+}
+
+func TestLabServerConnectionFollowsTheClient(t *testing.T) {
+	setupLab(t)
+	pidA := pid(t, asA, "SELECT pg_backend_pid()")
+	r := psql(t, asB, viaProxy, "SELECT pg_backend_pid() || ' ' || sepgsql_getcon()")
+	if r.Stdout != fmt.Sprintf("%d %s", pidA, tenantB) {
+		t.Fatalf("B after A on a pool of one: %q, want backend %d as %s", r.Stdout, pidA, tenantB)
+	}
+	// A leaves in the middle of a transaction: that connection is closed, and B runs as B
+	// on the next one.
+	pidA2 := pid(t, asA, "BEGIN; SELECT pg_backend_pid()")
+	r = psql(t, asB, viaProxy, "SELECT pg_backend_pid() || ' ' || sepgsql_getcon()")
+	f := strings.Fields(r.Stdout)
+	if len(f) != 2 || f[1] != tenantB || f[0] == strconv.Itoa(pidA2) {
+		t.Fatalf("B after A vanished mid-transaction on backend %d: %q (%s)", pidA2, r.Stdout, r.Stderr)
+	}
+	t.Logf("reused backend %d across A and B; closed %d after A left mid-transaction; B now on %s", pidA, pidA2, f[0])
+}
+
+func TestLabFailingSwitchRunsNothing(t *testing.T) {
+	setupLab(t)
+	r := psql(t, asClient, viaProxy, "INSERT INTO canary VALUES ('not a tenant')")
+	if !r.LoginRefused || !strings.Contains(r.Stderr, "sepgadm: could not switch the session to system_u:system_r:"+lab.ClientDomain) {
+		t.Fatalf("a client whose label is not a tenant: %+v", r)
+	}
+	out, err := exec.Command("psql", "-X", "-At", "-d", "demo", "-c", "SELECT count(*) FROM canary").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "0" {
+		t.Fatalf("canary rows after the refused login: %s %v", out, err)
+	}
+	t.Logf("refused: %s", strings.TrimSpace(r.Stderr))
+}
+
+func TestLabClientWithoutContextIsRefused(t *testing.T) {
+	setupLab(t)
+	r := psql(t, lab.Context{Type: "initrc_t"}, "host=127.0.0.1 port=6433 dbname=demo user=bob", "SELECT 1")
+	if !r.LoginRefused || !strings.Contains(r.Stderr, "sepgadm: no SELinux context for this client") {
+		t.Fatalf("TCP client with no rule: %+v", r)
+	}
+	r = psql(t, lab.Context{Type: "initrc_t"}, "host=127.0.0.1 port=6433 dbname=demo user=alice", "SELECT sepgsql_getcon()")
+	if r.Stdout != tenantA {
+		t.Fatalf("TCP client matched by rule: %+v", r)
+	}
+}
+
+var pidRE = regexp.MustCompile(`\[(\d+)\]`)
+
+func TestLabSessionLogAttributesDenial(t *testing.T) {
+	setupLab(t)
+	r := psql(t, asA, viaProxy, "SELECT count(*) FROM bob_notes")
+	if r.SQLState != "42501" {
+		t.Fatalf("A reading bob_notes: %+v", r)
+	}
+	line, err := lab.ServerLogContains(context.Background(), 10*time.Second, "SELinux: denied { select }",
+		"scontext="+tenantA, "tcontext=system_u:object_r:sepgadm_lab_b_table_t:s0", `name="public.bob_notes"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := pidRE.FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("no pid in %q", line)
+	}
+	backend, _ := strconv.Atoi(m[1])
+	f, err := os.Open(testLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var last map[string]any
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var rec map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
+			t.Fatalf("session log line %q: %v", sc.Text(), err)
+		}
+		if rec["event"] == "tag" && int(rec["backend_pid"].(float64)) == backend {
+			last = rec
+		}
+	}
+	if last == nil {
+		t.Fatalf("no tag record for backend %d in %s", backend, testLog)
+	}
+	if last["peer_label"] != tenantA || last["context"] != tenantA || last["context_source"] != "peer" || last["client_addr"] != "unix" {
+		t.Fatalf("denial on backend %d attributed to %v", backend, last)
+	}
+	t.Logf("denial %q attributed to session %v (peer pid %v)", line, last["session_id"], last["peer_pid"])
+}
+
+func TestLabDemoWorks(t *testing.T) {
+	setupLab(t)
+	out, err := exec.Command("systemctl", "show", "-p", "MainPID", "--value", "sepgadm-demo.service").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile("/proc/" + strings.TrimSpace(string(out)) + "/attr/current")
+	if err != nil || strings.TrimRight(string(b), "\x00\n") != proxyDomain {
+		t.Fatalf("the demo proxy runs as %q (%v), want %s", b, err, proxyDomain)
+	}
+	for _, tt := range []struct{ user, want, own, other string }{
+		{"alice", tenantA, "alice_notes", "bob_notes"},
+		{"bob", tenantB, "bob_notes", "alice_notes"},
+	} {
+		dsn := fmt.Sprintf("host=127.0.0.1 port=6432 dbname=demo user=%s password=%s", tt.user, tt.user)
+		if r := psql(t, lab.Context{Type: "initrc_t"}, dsn, "SELECT sepgsql_getcon()"); r.Stdout != tt.want {
+			t.Errorf("demo %s: getcon %+v", tt.user, r)
+		}
+		if r := psql(t, lab.Context{Type: "initrc_t"}, dsn, "SELECT note FROM "+tt.own+" LIMIT 1"); r.SQLState != "" || !strings.HasPrefix(r.Stdout, tt.user+":") {
+			t.Errorf("demo %s reads %s: %+v", tt.user, tt.own, r)
+		}
+		if r := psql(t, lab.Context{Type: "initrc_t"}, dsn, "TABLE "+tt.other); r.SQLState != "42501" {
+			t.Errorf("demo %s reads %s: %+v, want 42501", tt.user, tt.other, r)
+		}
+	}
+	if r := psql(t, lab.Context{Type: "initrc_t"}, "host=127.0.0.1 port=6432 dbname=demo user=alice password=wrong", "SELECT 1"); !r.LoginRefused {
+		t.Errorf("demo alice with a wrong password: %+v", r)
+	}
+}
