@@ -5,8 +5,9 @@ BUILD   := build
 # Packages with lab tests (files tagged //go:build lab); each becomes one guest binary.
 LAB_PKGS = $(shell grep -rl --include='*_test.go' '^//go:build lab' . | xargs -r -n1 dirname | sed 's|^\./||' | sort -u)
 
-# Host packages: PostgreSQL 15 for the test tier; qemu, debootstrap and e2fsprogs for the lab.
-HOST_PACKAGES := postgresql-15 postgresql-contrib qemu-system-x86 qemu-utils debootstrap e2fsprogs make gcc
+# Host packages: PostgreSQL 15 for the test tier; qemu, debootstrap and e2fsprogs for the lab;
+# chromium checks the audit HTML review; auditd brings ausearch for bench-audit (its daemon is not started).
+HOST_PACKAGES := postgresql-15 postgresql-contrib qemu-system-x86 qemu-utils debootstrap e2fsprogs make gcc chromium auditd
 
 .PHONY: setup all build demo policy test test-fast test-lab lab lab-shell lab-tests test-lab-locked lint clean
 
@@ -70,3 +71,10 @@ lint:
 
 clean:
 	rm -rf $(BUILD)
+
+## bench-audit: generate ~1 GiB audit.log and PostgreSQL stderr log (build/bench, not
+## committed; BENCH_SIZE overrides) and time sepgadm audit against ausearch and grep.
+BENCH_SIZE ?= 1073741824
+.PHONY: bench-audit
+bench-audit: build
+	audit/internal/loggen/bench.sh $(BUILD) $(BENCH_SIZE)

@@ -46,6 +46,8 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			migrateCommand(),
 			credentialCommand(),
 			statusCommand(),
+			auditCommand(),
+			audit2allowCommand(),
 			versionCommand(),
 		},
 	}

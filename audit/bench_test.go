@@ -1,0 +1,54 @@
+package audit
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+
+	"github.com/sepgadm/sepgadm/audit/internal/loggen"
+)
+
+func benchRead(b *testing.B, gen func(io.Writer, int64, uint64) (loggen.Counts, error), open func(io.Reader) Reader) {
+	var buf bytes.Buffer
+	c, err := gen(&buf, 16<<20, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	data := buf.Bytes()
+	f := &Filter{Results: []string{ResultDenied}}
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		r := open(bytes.NewReader(data))
+		out, _ := NewOutput("csv", io.Discard)
+		n := int64(0)
+		for {
+			e, err := r.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			if f.Match(e) {
+				n++
+				_ = out.Write(e)
+			}
+		}
+		out.Close()
+		if n != c.Denials {
+			b.Fatalf("read %d denials, generator wrote %d", n, c.Denials)
+		}
+	}
+}
+
+func BenchmarkAuditReader(b *testing.B) {
+	benchRead(b, loggen.AuditLog, func(r io.Reader) Reader { return NewAuditReader(r, nil, "bench", Options{}) })
+}
+
+func BenchmarkStderrReader(b *testing.B) {
+	benchRead(b, loggen.PGStderrLog, func(r io.Reader) Reader {
+		s, _ := NewStderrReader(r, nil, "bench", Options{})
+		return s
+	})
+}

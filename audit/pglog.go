@@ -1,0 +1,584 @@
+package audit
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Options tune the readers.
+type Options struct {
+	// Prefix is the stderr log's log_line_prefix; nil detects it from the first lines
+	// (CommonPrefixes).
+	Prefix *Prefix
+	// PGLocation reads PostgreSQL timestamps whose zone is an abbreviation other than
+	// UTC/GMT (nil: UTC).
+	PGLocation *time.Location
+	// Node names the database host in db events (the audit log names its own).
+	Node string
+	// KeepOther passes audit records of types that are not SELinux decisions through
+	// as events (record_type set, no result); otherwise they are skipped.
+	KeepOther bool
+	// Strict makes the first malformed line an error (wrapping ErrMalformed).
+	Strict bool
+}
+
+var sepgsqlMarkerBytes = []byte(sepgsqlMarker)
+
+// pending is a db event waiting for its statement.
+type pending struct {
+	ev       *Event
+	pid      int
+	resolved bool
+	age      int
+}
+
+// maxPendingAge is how many records a sepgsql line waits for its STATEMENT line.
+const maxPendingAge = 256
+
+// maxPending bounds the events waiting for statements; beyond it the oldest are
+// released without one.
+const maxPending = 4096
+
+// stderrRecord is one stderr log record: its first line and continuation lines.
+type stderrRecord struct {
+	f     prefixFields
+	level string
+	msg   strings.Builder
+	line  int64
+}
+
+// StderrReader reads sepgsql events from a PostgreSQL stderr log.
+type StderrReader struct {
+	lr      *lineReader
+	rc      io.Closer
+	name    string
+	opts    Options
+	prefix  *Prefix
+	stats   Stats
+	queue   []*pending
+	unres   int // unresolved entries in queue
+	cur     *stderrRecord
+	spare   *stderrRecord
+	eof     bool
+	err     error
+	skipCur bool
+}
+
+// NewStderrReader reads r (named name in messages). It closes rc, if not nil, on Close.
+func NewStderrReader(r io.Reader, rc io.Closer, name string, opts Options) (*StderrReader, error) {
+	s := &StderrReader{lr: newLineReader(r, name), rc: rc, name: name, opts: opts, prefix: opts.Prefix}
+	if s.prefix == nil {
+		head, _ := s.lr.br.Peek(256 << 10)
+		s.prefix = DetectPrefix(head, opts.PGLocation)
+	}
+	return s, nil
+}
+
+// Prefix returns the log_line_prefix in use (given or detected).
+func (s *StderrReader) Prefix() *Prefix { return s.prefix }
+
+// DetectPrefix picks the common prefix that parses most record lines of head.
+func DetectPrefix(head []byte, loc *time.Location) *Prefix {
+	var lines []string
+	for len(head) > 0 && len(lines) < 200 {
+		i := bytes.IndexByte(head, '\n')
+		if i < 0 {
+			break // a cut line proves nothing
+		}
+		l := head[:i]
+		head = head[i+1:]
+		if len(l) > 0 && l[0] != '\t' {
+			lines = append(lines, string(trimEOL(append(l, '\n'))))
+		}
+	}
+	best, bestN := (*Prefix)(nil), 0
+	for _, src := range CommonPrefixes {
+		p, err := CompilePrefix(src)
+		if err != nil {
+			continue
+		}
+		n := 0
+		for _, l := range lines {
+			if _, _, _, ok := p.Match(l, loc); ok {
+				n++
+			}
+		}
+		if n > bestN {
+			best, bestN = p, n
+		}
+	}
+	if best == nil {
+		best, _ = CompilePrefix(CommonPrefixes[0])
+	}
+	return best
+}
+
+// Stats returns the counts so far.
+func (s *StderrReader) Stats() Stats { return s.stats }
+
+// Close closes the underlying file.
+func (s *StderrReader) Close() error {
+	if s.rc != nil {
+		return s.rc.Close()
+	}
+	return nil
+}
+
+// Next returns the next sepgsql event, or io.EOF.
+func (s *StderrReader) Next() (*Event, error) {
+	for {
+		if len(s.queue) > 0 && s.queue[0].resolved {
+			p := s.queue[0]
+			s.queue[0] = nil
+			s.queue = s.queue[1:]
+			if len(s.queue) == 0 {
+				s.queue = s.queue[:0:0]
+			}
+			s.stats.Events++
+			return p.ev, nil
+		}
+		if s.err != nil {
+			return nil, s.err
+		}
+		if s.eof {
+			if len(s.queue) == 0 {
+				return nil, io.EOF
+			}
+			s.resolveAll()
+			continue
+		}
+		if err := s.step(); err != nil {
+			if errors.Is(err, io.EOF) {
+				s.eof = true
+				s.finish()
+				continue
+			}
+			s.err = err
+		}
+	}
+}
+
+func (s *StderrReader) resolveAll() {
+	for _, p := range s.queue {
+		p.resolved = true
+	}
+	s.unres = 0
+}
+
+// step reads one line.
+func (s *StderrReader) step() error {
+	line, err := s.lr.next()
+	if err != nil {
+		return err
+	}
+	s.stats.Lines++
+	if s.lr.cut {
+		if err := s.bad("line longer than 4 MiB, cut"); err != nil {
+			return err
+		}
+	}
+	if len(line) > 0 && line[0] == '\t' {
+		if s.cur != nil && s.cur.msg.Len() < maxLine {
+			s.cur.msg.WriteByte('\n')
+			s.cur.msg.Write(line[1:])
+		}
+		return nil
+	}
+	s.finish()
+	hasSel := bytes.Contains(line, sepgsqlMarkerBytes)
+	if !hasSel && s.unres == 0 {
+		return nil
+	}
+	str := string(line)
+	f, level, msg, ok := s.prefix.Match(str, s.opts.PGLocation)
+	if !ok {
+		if hasSel && strings.Contains(str, ":  "+sepgsqlMarker) {
+			return s.bad("line does not match log_line_prefix " + strconv.Quote(s.prefix.String()))
+		}
+		return nil
+	}
+	r := s.spare
+	if r == nil {
+		r = &stderrRecord{}
+	}
+	s.spare = nil
+	r.f, r.level, r.line = f, level, s.lr.n
+	r.msg.Reset()
+	r.msg.WriteString(str[msg:])
+	s.cur = r
+	return nil
+}
+
+func (s *StderrReader) bad(reason string) error {
+	s.stats.bad(s.name, s.lr.n, reason)
+	if s.opts.Strict {
+		return fmt.Errorf("%s:%d: %s: %w", s.name, s.lr.n, reason, ErrMalformed)
+	}
+	return nil
+}
+
+// finish interprets the record just completed.
+func (s *StderrReader) finish() {
+	r := s.cur
+	if r == nil {
+		return
+	}
+	s.cur = nil
+	defer func() { s.spare = r }()
+	msg := r.msg.String()
+	// Age the waiting events; release the stale and the excess.
+	if s.unres > 0 {
+		for _, p := range s.queue {
+			if p.resolved {
+				continue
+			}
+			p.age++
+			if p.age > maxPendingAge {
+				p.resolved = true
+				s.unres--
+			}
+		}
+	}
+	switch r.level {
+	case "LOG":
+		if !strings.HasPrefix(msg, sepgsqlMarker) {
+			s.release(r.f.pid)
+			return
+		}
+		ev := &Event{}
+		if err := parseSepgsql(msg, ev); err != nil {
+			if !errors.Is(err, errNotSepgsql) {
+				if e := s.bad(err.Error()); e != nil {
+					s.err = e
+				}
+			}
+			return
+		}
+		ev.Time = r.f.time
+		ev.Node = s.opts.Node
+		ev.PID = r.f.pid
+		ev.DBUser = r.f.user
+		ev.Database = r.f.database
+		ev.SessionID = r.f.sessionID
+		s.queue = append(s.queue, &pending{ev: ev, pid: r.f.pid})
+		s.unres++
+		if s.unres > maxPending {
+			for _, p := range s.queue {
+				if !p.resolved {
+					p.resolved = true
+					s.unres--
+					break
+				}
+			}
+		}
+	case "STATEMENT":
+		if s.unres == 0 {
+			return
+		}
+		for _, p := range s.queue {
+			if !p.resolved && p.pid == r.f.pid {
+				p.ev.Statement = msg
+				p.resolved = true
+				s.unres--
+			}
+		}
+	case "ERROR", "DETAIL", "HINT", "CONTEXT", "QUERY", "LOCATION":
+		// The statement may still follow.
+	default:
+		s.release(r.f.pid)
+	}
+}
+
+// release resolves pid's waiting events without a statement.
+func (s *StderrReader) release(pid int) {
+	if s.unres == 0 {
+		return
+	}
+	for _, p := range s.queue {
+		if !p.resolved && p.pid == pid {
+			p.resolved = true
+			s.unres--
+		}
+	}
+}
+
+// csvlog columns (PostgreSQL 13–15; 14 added leader_pid and query_id).
+const (
+	csvTime     = 0
+	csvUser     = 1
+	csvDB       = 2
+	csvPID      = 3
+	csvSession  = 5
+	csvSeverity = 11
+	csvMessage  = 13
+	csvQuery    = 19
+	csvMinCols  = 23
+)
+
+// CSVReader reads sepgsql events from a PostgreSQL csvlog.
+type CSVReader struct {
+	lr     *lineReader
+	rc     io.Closer
+	name   string
+	opts   Options
+	stats  Stats
+	rec    []byte
+	fields []string
+}
+
+// NewCSVReader reads a csvlog from r.
+func NewCSVReader(r io.Reader, rc io.Closer, name string, opts Options) *CSVReader {
+	return &CSVReader{lr: newLineReader(r, name), rc: rc, name: name, opts: opts}
+}
+
+// Stats returns the counts so far.
+func (c *CSVReader) Stats() Stats { return c.stats }
+
+// Close closes the underlying file.
+func (c *CSVReader) Close() error {
+	if c.rc != nil {
+		return c.rc.Close()
+	}
+	return nil
+}
+
+func (c *CSVReader) bad(line int64, reason string) error {
+	c.stats.bad(c.name, line, reason)
+	if c.opts.Strict {
+		return fmt.Errorf("%s:%d: %s: %w", c.name, line, reason, ErrMalformed)
+	}
+	return nil
+}
+
+// Next returns the next sepgsql event, or io.EOF.
+func (c *CSVReader) Next() (*Event, error) {
+	for {
+		line, err := c.lr.next()
+		if err != nil {
+			return nil, err
+		}
+		c.stats.Lines++
+		start := c.lr.n
+		// A record continues while its quotes are unbalanced.
+		c.rec = append(c.rec[:0], line...)
+		quotes := bytes.Count(line, []byte{'"'})
+		truncated := false
+		for quotes%2 == 1 {
+			more, err := c.lr.next()
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				return nil, err
+			}
+			c.stats.Lines++
+			quotes += bytes.Count(more, []byte{'"'})
+			if len(c.rec)+len(more) < maxLine {
+				c.rec = append(c.rec, '\n')
+				c.rec = append(c.rec, more...)
+			} else {
+				truncated = true
+			}
+		}
+		if quotes%2 == 1 || truncated {
+			if err := c.bad(start, "unterminated or oversized csv record"); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if !bytes.Contains(c.rec, sepgsqlMarkerBytes) {
+			continue
+		}
+		fields, ok := splitCSV(c.rec, c.fields[:0])
+		c.fields = fields
+		if !ok || len(fields) < csvMinCols {
+			if err := c.bad(start, fmt.Sprintf("csvlog record with %d columns, want at least %d", len(fields), csvMinCols)); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if fields[csvSeverity] != "LOG" {
+			continue
+		}
+		ev := &Event{}
+		if err := parseSepgsql(fields[csvMessage], ev); err != nil {
+			if errors.Is(err, errNotSepgsql) {
+				continue
+			}
+			if err := c.bad(start, err.Error()); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		tm, err := parsePGTime(fields[csvTime], c.opts.PGLocation)
+		if err != nil {
+			if err := c.bad(start, err.Error()); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		ev.Time = tm
+		ev.Node = c.opts.Node
+		ev.PID, _ = strconv.Atoi(fields[csvPID])
+		ev.DBUser = fields[csvUser]
+		ev.Database = fields[csvDB]
+		ev.SessionID = fields[csvSession]
+		ev.Statement = fields[csvQuery]
+		c.stats.Events++
+		return ev, nil
+	}
+}
+
+// splitCSV splits one RFC 4180 record; ok is false for a stray quote.
+func splitCSV(rec []byte, out []string) ([]string, bool) {
+	var field []byte
+	i := 0
+	for {
+		if i < len(rec) && rec[i] == '"' {
+			field = field[:0]
+			i++
+			for {
+				j := bytes.IndexByte(rec[i:], '"')
+				if j < 0 {
+					return out, false
+				}
+				field = append(field, rec[i:i+j]...)
+				i += j + 1
+				if i < len(rec) && rec[i] == '"' {
+					field = append(field, '"')
+					i++
+					continue
+				}
+				break
+			}
+			out = append(out, string(field))
+			if i == len(rec) {
+				return out, true
+			}
+			if rec[i] != ',' {
+				return out, false
+			}
+			i++
+			continue
+		}
+		j := bytes.IndexByte(rec[i:], ',')
+		if j < 0 {
+			out = append(out, string(rec[i:]))
+			return out, true
+		}
+		out = append(out, string(rec[i:i+j]))
+		i += j + 1
+	}
+}
+
+// jsonRecord holds the jsonlog keys sepgadm uses (PostgreSQL 15).
+type jsonRecord struct {
+	Timestamp     string `json:"timestamp"`
+	User          string `json:"user"`
+	DBName        string `json:"dbname"`
+	PID           int    `json:"pid"`
+	SessionID     string `json:"session_id"`
+	ErrorSeverity string `json:"error_severity"`
+	Message       string `json:"message"`
+	Statement     string `json:"statement"`
+}
+
+// JSONReader reads sepgsql events from a PostgreSQL jsonlog.
+type JSONReader struct {
+	lr    *lineReader
+	rc    io.Closer
+	name  string
+	opts  Options
+	stats Stats
+}
+
+// NewJSONReader reads a jsonlog from r.
+func NewJSONReader(r io.Reader, rc io.Closer, name string, opts Options) *JSONReader {
+	return &JSONReader{lr: newLineReader(r, name), rc: rc, name: name, opts: opts}
+}
+
+// Stats returns the counts so far.
+func (j *JSONReader) Stats() Stats { return j.stats }
+
+// Close closes the underlying file.
+func (j *JSONReader) Close() error {
+	if j.rc != nil {
+		return j.rc.Close()
+	}
+	return nil
+}
+
+func (j *JSONReader) bad(reason string) error {
+	j.stats.bad(j.name, j.lr.n, reason)
+	if j.opts.Strict {
+		return fmt.Errorf("%s:%d: %s: %w", j.name, j.lr.n, reason, ErrMalformed)
+	}
+	return nil
+}
+
+// Next returns the next sepgsql event, or io.EOF.
+func (j *JSONReader) Next() (*Event, error) {
+	for {
+		line, err := j.lr.next()
+		if err != nil {
+			return nil, err
+		}
+		j.stats.Lines++
+		if j.lr.cut {
+			if err := j.bad("line longer than 4 MiB, cut"); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if !bytes.Contains(line, sepgsqlMarkerBytes) {
+			if len(bytes.TrimSpace(line)) > 0 && line[0] != '{' {
+				if err := j.bad("not a JSON object"); err != nil {
+					return nil, err
+				}
+			}
+			continue
+		}
+		var rec jsonRecord
+		if err := json.Unmarshal(line, &rec); err != nil {
+			if err := j.bad("bad JSON: " + err.Error()); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if rec.ErrorSeverity != "LOG" {
+			continue
+		}
+		ev := &Event{}
+		if err := parseSepgsql(rec.Message, ev); err != nil {
+			if errors.Is(err, errNotSepgsql) {
+				continue
+			}
+			if err := j.bad(err.Error()); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		tm, err := parsePGTime(rec.Timestamp, j.opts.PGLocation)
+		if err != nil {
+			if err := j.bad(err.Error()); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		ev.Time = tm
+		ev.Node = j.opts.Node
+		ev.PID = rec.PID
+		ev.DBUser = rec.User
+		ev.Database = rec.DBName
+		ev.SessionID = rec.SessionID
+		ev.Statement = rec.Statement
+		j.stats.Events++
+		return ev, nil
+	}
+}
