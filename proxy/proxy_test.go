@@ -93,7 +93,25 @@ type harness struct {
 	tcp     string // host:port
 	port    int
 	dir     string // unix socket dir, token, session log
-	logs    *strings.Builder
+	logs    *syncBuffer
+}
+
+// syncBuffer collects the proxy's log for assertions while the proxy writes to it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // startProxy runs a proxy in process in front of the shared cluster.
@@ -160,13 +178,13 @@ func startWith(t *testing.T, c *pgtest.Cluster, dir, text string) *harness {
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	logs := &strings.Builder{}
-	var mu sync.Mutex
-	logger := slog.New(slog.NewJSONHandler(writerFunc(func(b []byte) (int, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		return logs.Write(b)
-	}), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return startWithConfig(t, c, dir, cfg)
+}
+
+func startWithConfig(t *testing.T, c *pgtest.Cluster, dir string, cfg *proxy.Config) *harness {
+	t.Helper()
+	logs := &syncBuffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	p, err := proxy.New(cfg, logger)
 	if err != nil {
 		t.Fatal(err)
@@ -194,9 +212,6 @@ func startWith(t *testing.T, c *pgtest.Cluster, dir, text string) *harness {
 	return h
 }
 
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
 
 func (h *harness) dsn(user, app string) string {
 	d := fmt.Sprintf("host=127.0.0.1 port=%d user=%s dbname=postgres sslmode=disable", h.port, user)

@@ -1,0 +1,146 @@
+//go:build !lab
+
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sepgadm/sepgadm/proxy"
+)
+
+func TestReloadReplacesRulesWithoutDroppingClients(t *testing.T) {
+	c := pg.Get(t)
+	setupServer(t, c)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "token"), []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "sepgadm.toml")
+	write := func(ctx string) {
+		text := fmt.Sprintf("tag_function = \"public.test_tag\"\ncredential_file = %q\n[[listen]]\naddress = \"127.0.0.1:0\"\nauth = \"trust\"\n[server]\nhost = %q\nport = %d\n[[context]]\nuser = \"alice\"\ncontext = %q\n",
+			filepath.Join(dir, "token"), c.SocketDir, c.Port, ctx)
+		if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(ctxA)
+	cfg, err := proxy.LoadConfig(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := runConfig(t, cfg, dir)
+	before := h.connect(t, "alice", "")
+	if got := label(t, before); got != ctxA {
+		t.Fatalf("before reload: %q", got)
+	}
+	write(ctxB)
+	if err := h.p.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if got := label(t, before); got != ctxA {
+		t.Errorf("a client connected before the reload changed context: %q", got)
+	}
+	after := h.connect(t, "alice", "")
+	if got := label(t, after); got != ctxB {
+		t.Errorf("a client after the reload runs under %q, want %q", got, ctxB)
+	}
+	// A broken file is refused and the running configuration stays.
+	if err := os.WriteFile(file, []byte("tagging = \"maybe\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.p.Reload(); err == nil || !strings.Contains(err.Error(), "sepgadm.toml") {
+		t.Errorf("reload of a broken file: %v", err)
+	}
+	if got := label(t, h.connect(t, "alice", "")); got != ctxB {
+		t.Errorf("after a failed reload: %q", got)
+	}
+}
+
+func runConfig(t *testing.T, cfg *proxy.Config, dir string) *harness {
+	t.Helper()
+	c := pg.Get(t)
+	h := startWithConfig(t, c, dir, cfg)
+	return h
+}
+
+func TestDrainLetsTransactionsFinish(t *testing.T) {
+	h := startProxy(t, "shutdown_timeout = \"20s\"")
+	ctx := context.Background()
+	conn := h.connect(t, "alice", "")
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	drained := make(chan struct{})
+	go func() { h.p.Drain(20 * time.Second); close(drained) }()
+	time.Sleep(200 * time.Millisecond)
+	if _, err := pgx.Connect(ctx, h.dsn("alice", "")); err == nil {
+		t.Error("a new client was accepted while draining")
+	}
+	if _, err := tx.Exec(ctx, "INSERT INTO canary VALUES ('drain')"); err != nil {
+		t.Fatalf("in-flight transaction during drain: %v", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+	select {
+	case <-drained:
+	case <-time.After(10 * time.Second):
+		t.Fatal("drain did not finish after the last client left")
+	}
+}
+
+func TestQueryWaitTimeoutAndMaxClientConn(t *testing.T) {
+	h := startProxy(t, "query_wait_timeout = \"300ms\"\nmax_client_conn = 3\n[users.alice]\npool_size = 1")
+	ctx := context.Background()
+	hold := h.connect(t, "alice", "")
+	_, err := pgx.Connect(ctx, h.dsn("alice", ""))
+	if err == nil || !strings.Contains(err.Error(), "query_wait_timeout") {
+		t.Errorf("second client on a full pool of one: %v, want query_wait_timeout", err)
+	}
+	_ = hold
+	b1 := h.connect(t, "bob", "")
+	b2 := h.connect(t, "bob", "")
+	_, _ = b1, b2
+	_, err = pgx.Connect(ctx, h.dsn("bob", ""))
+	if sqlState(err) != "53300" {
+		t.Errorf("fourth client with max_client_conn 3: %v, want 53300", err)
+	}
+}
+
+func TestMetricsEndpoint(t *testing.T) {
+	h := startProxy(t, "metrics_listen = \"127.0.0.1:0\"")
+	h.connect(t, "alice", "")
+	addr := ""
+	for _, line := range strings.Split(h.logs.String(), "\n") {
+		if strings.Contains(line, `"msg":"metrics"`) {
+			i := strings.Index(line, `"address":"`)
+			addr = strings.SplitN(line[i+11:], `"`, 2)[0]
+		}
+	}
+	if addr == "" {
+		t.Fatalf("no metrics address in the log:\n%s", h.logs.String())
+	}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{`sepgadm_tags_total{kind="client",result="ok"} 1`, "sepgadm_clients 1", `sepgadm_client_logins_total{result="ok"} 1`, "sepgadm_tag_seconds_count 1"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
