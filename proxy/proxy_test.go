@@ -212,7 +212,6 @@ func startWithConfig(t *testing.T, c *pgtest.Cluster, dir string, cfg *proxy.Con
 	return h
 }
 
-
 func (h *harness) dsn(user, app string) string {
 	d := fmt.Sprintf("host=127.0.0.1 port=%d user=%s dbname=postgres sslmode=disable", h.port, user)
 	if app != "" {
