@@ -56,6 +56,10 @@ type client struct {
 	smu    sync.Mutex
 	server *serverConn
 	killed atomic.Bool
+
+	// desired are the tracked settings the client expects (transaction mode).
+	dmu     sync.Mutex
+	desired map[string]string
 }
 
 func (c *client) currentServer() *serverConn {
@@ -206,6 +210,14 @@ func (p *Proxy) serveClient(conn net.Conn, idx int) {
 	p.log.Info("client connected", "session", c.id, "client", c.addr, "user", c.user, "database", c.db,
 		"context", c.context, "context_source", c.source, "backend_pid", s.pid)
 
+	if cfg.PoolMode == "transaction" {
+		// The login connection stays labelled for this client: label affinity makes its
+		// first transaction free of a switch.
+		c.setServer(nil)
+		p.releaseTxn(s)
+		c.relayTransactions(context.Background())
+		return
+	}
 	clean := c.relay(s)
 	c.setServer(nil)
 	p.releaseServer(s, clean)
@@ -488,6 +500,14 @@ func (p *Proxy) applySettings(ctx context.Context, s *serverConn, c *client) err
 		}
 		fmt.Fprintf(&b, "SET %s TO %s;", k, quoteLiteral(settings[k]))
 	}
+	defer func() {
+		// What the client asked for, in the server's spelling (ParameterStatus).
+		for _, k := range trackedParams {
+			if v, ok := s.params[k]; ok {
+				c.setDesired(k, v)
+			}
+		}
+	}()
 	if _, err := s.simpleQuery(ctx, b.String()); err != nil {
 		return fmt.Errorf("apply startup parameters: %w", err)
 	}

@@ -18,8 +18,13 @@ import (
 
 // Config is sepgadm.toml. Zero values take PgBouncer's defaults (see Defaults).
 type Config struct {
-	// PoolMode is "session" (a server connection per client for its whole session).
+	// PoolMode is "session" (a server connection per client for its whole session) or
+	// "transaction" (a server connection per transaction, released at ReadyForQuery 'I').
 	PoolMode string `toml:"pool_mode"`
+	// VerifyLabel "on_switch" trusts the label the last switch returned; "always" also
+	// confirms it with sepgsql_getcon() before reusing a connection already labelled for
+	// the client (catches clients that changed their own label).
+	VerifyLabel string `toml:"verify_label"`
 	// Tagging "on" switches each server session to the client's context; "off" makes a
 	// plain pooler for servers without sepgsql.
 	Tagging string `toml:"tagging"`
@@ -207,6 +212,7 @@ func (c *Config) setDefaults() {
 		}
 	}
 	def(&c.PoolMode, "session")
+	def(&c.VerifyLabel, "on_switch")
 	def(&c.Tagging, "on")
 	def(&c.TagFunction, "sepgadm.tag")
 	def(&c.LogLevel, "info")
@@ -238,8 +244,11 @@ func (c *Config) validate(src []byte) error {
 	bad := func(key, format string, args ...any) error {
 		return &ConfigError{File: c.file, Line: lineOfKey(src, toml.Key(strings.Split(key, "."))), Key: key, Msg: fmt.Sprintf(format, args...)}
 	}
-	if c.PoolMode != "session" {
-		return bad("pool_mode", "%q is not supported (want session)", c.PoolMode)
+	if c.PoolMode != "session" && c.PoolMode != "transaction" {
+		return bad("pool_mode", "%q: want session or transaction", c.PoolMode)
+	}
+	if c.VerifyLabel != "on_switch" && c.VerifyLabel != "always" {
+		return bad("verify_label", "%q: want on_switch or always", c.VerifyLabel)
 	}
 	if c.Tagging != "on" && c.Tagging != "off" {
 		return bad("tagging", "%q: want on or off", c.Tagging)

@@ -23,6 +23,7 @@ type metrics struct {
 	bytesIn      prometheus.Counter
 	bytesOut     prometheus.Counter
 	refusedCalls prometheus.Counter
+	labelDrift   prometheus.Counter
 
 	// Totals for SHOW STATS (Prometheus counters cannot be read back cheaply).
 	nTags, nTagFailures, tagNanos, nQueries, nBytesIn, nBytesOut atomic.Int64
@@ -55,8 +56,9 @@ func newMetrics() *metrics {
 		bytesIn:      prometheus.NewCounter(prometheus.CounterOpts{Name: "sepgadm_client_bytes_total", Help: "Bytes relayed from clients to servers."}),
 		bytesOut:     prometheus.NewCounter(prometheus.CounterOpts{Name: "sepgadm_server_bytes_total", Help: "Bytes relayed from servers to clients."}),
 		refusedCalls: prometheus.NewCounter(prometheus.CounterOpts{Name: "sepgadm_refused_switch_calls_total", Help: "Client statements refused for calling the switch function."}),
+		labelDrift:   prometheus.NewCounter(prometheus.CounterOpts{Name: "sepgadm_label_drift_total", Help: "Idle server connections found under another label than the proxy left them with (verify_label = always)."}),
 	}
-	m.reg.MustRegister(m.clients, m.servers, m.logins, m.tags, m.tagSeconds, m.queries, m.bytesIn, m.bytesOut, m.refusedCalls)
+	m.reg.MustRegister(m.clients, m.servers, m.logins, m.tags, m.tagSeconds, m.queries, m.bytesIn, m.bytesOut, m.refusedCalls, m.labelDrift)
 	return m
 }
 

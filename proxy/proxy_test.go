@@ -75,6 +75,9 @@ func setupServer(t *testing.T, c *pgtest.Cluster) {
 				PERFORM set_config('sepgadm_test.label', coalesce(ctx, '` + ctxProxy + `'), false);
 				RETURN coalesce(ctx, '` + ctxProxy + `');
 			END $$`,
+			// Stand-in for sepgsql's getcon, for verify_label = "always".
+			`CREATE FUNCTION pg_catalog.sepgsql_getcon() RETURNS text LANGUAGE sql AS
+				$$ SELECT current_setting('sepgadm_test.label', true) $$`,
 		} {
 			if _, err = conn.Exec(ctx, s); err != nil {
 				err = fmt.Errorf("%s: %w", s, err)

@@ -28,6 +28,9 @@ type serverConn struct {
 	secret []byte
 	params map[string]string
 	pool   *pool
+	// prepared holds the names of client statements prepared on this connection
+	// (transaction mode renames them per query; see txn.go).
+	prepared map[string]bool
 
 	created time.Time
 
@@ -88,7 +91,7 @@ func dialServer(ctx context.Context, cfg *Config, db, user, password string) (*s
 	now := time.Now()
 	return &serverConn{
 		conn: h.Conn, br: br, r: wire.NewReader(br, cfg.MaxMessageSize), w: bufio.NewWriterSize(h.Conn, 32<<10),
-		pid: h.PID, secret: h.SecretKey, params: h.ParameterStatuses,
+		pid: h.PID, secret: h.SecretKey, params: h.ParameterStatuses, prepared: map[string]bool{},
 		created: now, lastUsed: now, state: "idle",
 	}, nil
 }

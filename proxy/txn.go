@@ -1,0 +1,537 @@
+package proxy
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// Transaction pooling: a server connection is attached when a client starts a
+// transaction (its first message after being idle) and released at ReadyForQuery 'I'
+// with nothing in flight. Idle connections keep their label, and checkout prefers one
+// already labelled for the client (label affinity), so a switch is paid only when the
+// label must change.
+
+// trackedParams are replayed with SET when a client lands on a server connection whose
+// value differs. search_path is not reported by PostgreSQL 15, so the proxy learns it
+// from the client's own SET statements.
+var trackedParams = []string{"client_encoding", "DateStyle", "TimeZone", "IntervalStyle",
+	"standard_conforming_strings", "application_name", "search_path"}
+
+var (
+	setSearchPathRE = regexp.MustCompile(`(?is)^\s*SET\s+(?:SESSION\s+)?search_path\s*(?:TO|=)\s*(.+?)\s*;?\s*$`)
+	sessionOnlyRE   = []struct {
+		re   *regexp.Regexp
+		what string
+	}{
+		{regexp.MustCompile(`(?i)(^|;)\s*(LISTEN|UNLISTEN)\s`), "LISTEN"},
+		{regexp.MustCompile(`(?i)\bpg_(try_)?advisory_lock(_shared)?\s*\(`), "session advisory locks (use pg_advisory_xact_lock)"},
+		{regexp.MustCompile(`(?is)\bDECLARE\b.*\bWITH\s+HOLD\b`), "WITH HOLD cursors"},
+		{regexp.MustCompile(`(?i)(^|;)\s*PREPARE\s+(?:[A-Za-z_"][^\s(]*)\s*(\(|AS\b)`), "SQL-level PREPARE (use protocol-level prepared statements)"},
+	}
+)
+
+// sessionOnly names the session-level feature a statement uses, or "".
+func sessionOnly(sql string) string {
+	for _, s := range sessionOnlyRE {
+		if s.re.MatchString(sql) {
+			return s.what
+		}
+	}
+	return ""
+}
+
+// txState is what the client's two directions share while a server is attached.
+type txState struct {
+	mu      sync.Mutex
+	server  *serverConn
+	pending int  // Query/Sync sent and not yet answered by ReadyForQuery
+	dirty   bool // extended-protocol messages sent since the last Sync
+	// parses lists, in order, the Parse messages sent that await ParseComplete: drop is
+	// set for those the proxy injected to re-prepare a statement; sync marks a boundary.
+	parses []parseEntry
+}
+
+type parseEntry struct{ drop, sync bool }
+
+// clientStmt is a client's named prepared statement.
+type clientStmt struct {
+	server string // the name used on every server connection
+	body   []byte // the Parse body with the server name
+}
+
+// stmtName is the server-side name of a statement: the same query and parameter types
+// share a name (and a server-side statement) across clients.
+func stmtName(query string, rest []byte) string {
+	h := sha256.New()
+	h.Write([]byte(query))
+	h.Write([]byte{0})
+	h.Write(rest)
+	return "sepgadm_" + hex.EncodeToString(h.Sum(nil)[:10])
+}
+
+func cstring(b []byte) (string, []byte, bool) {
+	for i, c := range b {
+		if c == 0 {
+			return string(b[:i]), b[i+1:], true
+		}
+	}
+	return "", nil, false
+}
+
+func appendCString(dst []byte, s string) []byte { return append(append(dst, s...), 0) }
+
+// relayTransactions serves c in transaction mode until it leaves.
+func (c *client) relayTransactions(ctx context.Context) {
+	p := c.p
+	tx := &txState{}
+	stmts := map[string]clientStmt{}
+	local := false // an extended-protocol batch answered by the proxy awaits its Sync
+	var err error
+	defer func() {
+		tx.mu.Lock()
+		s := tx.server
+		tx.server = nil
+		tx.mu.Unlock()
+		if s != nil {
+			// The client left with a transaction or a request open: never reuse.
+			_ = s.conn.SetReadDeadline(time.Now())
+			p.discardServer(s)
+		}
+	}()
+	for {
+		var typ byte
+		var n int
+		typ, n, err = c.r.Header()
+		if err != nil || typ == 'X' {
+			return
+		}
+		p.metrics.bytesIn.Add(float64(n + 5))
+		p.metrics.nBytesIn.Add(int64(n + 5))
+		var body []byte
+		switch typ {
+		case 'Q', 'P', 'B', 'D', 'C':
+			if body, err = c.r.Body(n); err != nil {
+				return
+			}
+		}
+		if typ == 'Q' || typ == 'P' {
+			sql := queryText(typ, body)
+			if p.forbidden(sql) {
+				p.metrics.refusedCalls.Inc()
+				c.fatal("42501", "sepgadm: statements that call the switch function are refused")
+				return
+			}
+			if what := sessionOnly(sql); what != "" {
+				if typ == 'Q' {
+					// Let the server raise the error, so the transaction state stays right.
+					body = appendCString(nil, "DO $sepgadm$ BEGIN RAISE EXCEPTION 'sepgadm: "+what+
+						" cannot work in transaction pooling mode' USING ERRCODE = '0A000'; END $sepgadm$")
+				} else {
+					c.fatal("0A000", "sepgadm: "+what+" cannot work in transaction pooling mode")
+					return
+				}
+			} else if m := setSearchPathRE.FindStringSubmatch(sql); typ == 'Q' && m != nil {
+				c.setDesired("search_path", m[1])
+			}
+		}
+
+		tx.mu.Lock()
+		s := tx.server
+		if s == nil && c.answerLocally(stmts, typ, body, &local) {
+			tx.mu.Unlock()
+			continue
+		}
+		if s == nil {
+			local = false
+			tx.mu.Unlock()
+			s, err = p.checkout(ctx, c)
+			if err != nil {
+				c.fatalLogin(err)
+				return
+			}
+			tx.mu.Lock()
+			tx.server, tx.pending, tx.dirty, tx.parses = s, 0, false, tx.parses[:0]
+			go c.serverToClient(s, tx)
+		}
+		err = c.forwardTxn(s, tx, stmts, typ, n, body)
+		if err == nil && c.r.Buffered() == 0 {
+			err = s.w.Flush()
+		}
+		tx.mu.Unlock()
+		if err != nil {
+			return
+		}
+	}
+}
+
+// forwardTxn sends one client message to s, renaming prepared statements and
+// re-preparing them where the client has landed. tx.mu is held.
+func (c *client) forwardTxn(s *serverConn, tx *txState, stmts map[string]clientStmt, typ byte, n int, body []byte) error {
+	write := func(t byte, b []byte) error {
+		if _, err := s.w.Write(frameHeader(t, len(b))); err != nil {
+			return err
+		}
+		_, err := s.w.Write(b)
+		return err
+	}
+	ensure := func(name string) (string, error) {
+		if name == "" {
+			return "", nil
+		}
+		st, ok := stmts[name]
+		if !ok {
+			return name, nil // unknown to us: let the server report it
+		}
+		if !s.prepared[st.server] {
+			if err := write('P', st.body); err != nil {
+				return "", err
+			}
+			s.prepared[st.server] = true
+			tx.parses = append(tx.parses, parseEntry{drop: true})
+		}
+		return st.server, nil
+	}
+	switch typ {
+	case 'Q':
+		tx.pending++
+		tx.parses = append(tx.parses, parseEntry{sync: true})
+		return write('Q', body)
+	case 'S':
+		tx.pending++
+		tx.dirty = false
+		tx.parses = append(tx.parses, parseEntry{sync: true})
+		return c.r.CopyBody(s.w, typ, n)
+	case 'P':
+		tx.dirty = true
+		name, rest, ok := cstring(body)
+		if !ok {
+			return errors.New("malformed Parse")
+		}
+		if name != "" {
+			st := recordParse(stmts, name, rest)
+			srv, pb := st.server, st.body
+			if s.prepared[srv] {
+				// Already prepared here: parse it into the unnamed statement instead, so
+				// the client still gets its ParseComplete in order. (A client that relies
+				// on an earlier unnamed statement after this Parse would see it replaced.)
+				body = append([]byte{0}, rest...)
+			} else {
+				body = pb
+				s.prepared[srv] = true
+			}
+		}
+		tx.parses = append(tx.parses, parseEntry{})
+		return write('P', body)
+	case 'B':
+		tx.dirty = true
+		portal, rest, ok := cstring(body)
+		name, tail, ok2 := cstring(rest)
+		if !ok || !ok2 {
+			return errors.New("malformed Bind")
+		}
+		srv, err := ensure(name)
+		if err != nil {
+			return err
+		}
+		nb := appendCString(appendCString(nil, portal), srv)
+		return write('B', append(nb, tail...))
+	case 'D', 'C':
+		tx.dirty = true
+		if len(body) < 2 || body[0] != 'S' {
+			return write(typ, body)
+		}
+		name, _, _ := cstring(body[1:])
+		if typ == 'C' {
+			if _, ok := stmts[name]; ok {
+				delete(stmts, name)
+				// Other clients may share the server-side statement: keep it, and close a
+				// portal that does not exist instead (CloseComplete all the same).
+				return write('C', appendCString([]byte{'P'}, "sepgadm_none"))
+			}
+			return write(typ, body)
+		}
+		srv, err := ensure(name)
+		if err != nil {
+			return err
+		}
+		return write('D', appendCString([]byte{'S'}, srv))
+	default:
+		// Execute leaves a batch open until Sync; COPY data ('d', 'c', 'f') and Flush
+		// belong to a request already counted.
+		if typ == 'E' {
+			tx.dirty = true
+		}
+		return c.r.CopyBody(s.w, typ, n)
+	}
+}
+
+// recordParse remembers a client's named statement under its server-side name.
+func recordParse(stmts map[string]clientStmt, name string, rest []byte) clientStmt {
+	query, tail, _ := cstring(rest)
+	srv := stmtName(query, tail)
+	st := clientStmt{server: srv, body: append(appendCString(nil, srv), rest...)}
+	stmts[name] = st
+	return st
+}
+
+// answerLocally handles, without a server, what an idle client may send outside a
+// transaction and the proxy can answer itself: a named Parse (prepared lazily on
+// whatever server the client's Bind lands on), a Close of such a statement, and the Sync
+// or Flush that ends such a batch. Clients such as pgbench prepare synchronously; were a
+// server checked out for that, a pool smaller than the clients could deadlock behind
+// their open transactions. A syntax error in such a statement surfaces at Bind.
+func (c *client) answerLocally(stmts map[string]clientStmt, typ byte, body []byte, local *bool) bool {
+	switch typ {
+	case 'P':
+		name, rest, ok := cstring(body)
+		if !ok || name == "" {
+			return false
+		}
+		recordParse(stmts, name, rest)
+		*local = true
+		return c.send(&pgproto3.ParseComplete{}) == nil
+	case 'C':
+		if len(body) < 2 || body[0] != 'S' {
+			return false
+		}
+		name, _, _ := cstring(body[1:])
+		if _, ok := stmts[name]; !ok {
+			return false
+		}
+		delete(stmts, name)
+		*local = true
+		return c.send(&pgproto3.CloseComplete{}) == nil
+	case 'S':
+		if !*local {
+			return false
+		}
+		*local = false
+		return c.send(&pgproto3.ReadyForQuery{TxStatus: 'I'}) == nil
+	case 'H':
+		return *local
+	}
+	return false
+}
+
+// serverToClient forwards s's responses until s is released at ReadyForQuery 'I'.
+func (c *client) serverToClient(s *serverConn, tx *txState) {
+	p := c.p
+	for {
+		typ, n, err := s.r.Header()
+		if err != nil {
+			tx.mu.Lock()
+			mine := tx.server == s
+			if mine {
+				tx.server = nil
+			}
+			tx.mu.Unlock()
+			if mine {
+				p.discardServer(s)
+				c.fatal("08006", "sepgadm: server connection lost")
+				_ = c.conn.Close()
+			}
+			return
+		}
+		p.metrics.bytesOut.Add(float64(n + 5))
+		p.metrics.nBytesOut.Add(int64(n + 5))
+		switch typ {
+		case 'Z', '1', 'E', 'S':
+			body, err := s.r.Body(n)
+			if err != nil {
+				continue
+			}
+			tx.mu.Lock()
+			forward := true
+			switch typ {
+			case '1':
+				for len(tx.parses) > 0 && tx.parses[0].sync {
+					tx.parses = tx.parses[1:]
+				}
+				if len(tx.parses) > 0 {
+					forward = !tx.parses[0].drop
+					tx.parses = tx.parses[1:]
+				}
+			case 'E':
+				// The server skips the rest of this extended-protocol batch up to Sync.
+				for len(tx.parses) > 0 && !tx.parses[0].sync {
+					tx.parses = tx.parses[1:]
+				}
+			case 'S':
+				var ps pgproto3.ParameterStatus
+				if ps.Decode(body) == nil {
+					s.params[ps.Name] = ps.Value
+					c.setDesired(ps.Name, ps.Value)
+				}
+			}
+			release := false
+			if typ == 'Z' {
+				if len(tx.parses) > 0 && tx.parses[0].sync {
+					tx.parses = tx.parses[1:]
+				}
+				tx.pending--
+				p.metrics.queries.Inc()
+				p.metrics.nQueries.Add(1)
+				release = tx.pending <= 0 && !tx.dirty && len(body) == 1 && body[0] == 'I'
+			}
+			if forward {
+				c.wmu.Lock()
+				_, err = c.w.Write(frameHeader(typ, len(body)))
+				if err == nil {
+					_, err = c.w.Write(body)
+				}
+				if err == nil && (s.r.Buffered() == 0 || release) {
+					err = c.w.Flush()
+				}
+				c.wmu.Unlock()
+			}
+			if release {
+				tx.server = nil
+				tx.mu.Unlock()
+				if err != nil {
+					p.discardServer(s)
+				} else {
+					p.releaseTxn(s)
+				}
+				return
+			}
+			tx.mu.Unlock()
+			if err != nil {
+				return
+			}
+		default:
+			c.wmu.Lock()
+			err = s.r.CopyBody(c.w, typ, n)
+			if err == nil && s.r.Buffered() == 0 {
+				err = c.w.Flush()
+			}
+			c.wmu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}
+}
+
+func (c *client) setDesired(name, value string) {
+	c.dmu.Lock()
+	if c.desired == nil {
+		c.desired = map[string]string{}
+	}
+	c.desired[name] = value
+	c.dmu.Unlock()
+}
+
+// checkout attaches a server connection for the client's next transaction: one already
+// labelled for it if any is idle, switched (and, with verify_label = "always",
+// confirmed) otherwise, with the client's tracked settings replayed.
+func (p *Proxy) checkout(ctx context.Context, c *client) (*serverConn, error) {
+	st := p.state()
+	cfg := st.cfg
+	wctx, cancel := context.WithTimeout(ctx, cfg.QueryWaitTimeout.Duration)
+	defer cancel()
+	s, err := p.pool(c.db, c.user).acquire(wctx, c.context, func(ctx context.Context) (*serverConn, error) {
+		s, err := dialServer(ctx, cfg, c.db, c.user, st.serverPassword(c.user))
+		if err == nil {
+			p.metrics.servers.Inc()
+		}
+		return s, err
+	})
+	if err != nil {
+		return nil, &loginError{code: "08006", msg: "sepgadm: could not get a server connection: " + err.Error(), result: "server_error", err: err}
+	}
+	if cfg.Tagging == "on" {
+		label, _, _ := s.snapshot()
+		if label == c.context && cfg.VerifyLabel == "always" {
+			got, err := s.simpleQuery(ctx, "SELECT pg_catalog.sepgsql_getcon()")
+			if err != nil || got == nil || *got != c.context {
+				p.metrics.labelDrift.Inc()
+				p.log.Warn("label drift: the server session is not under the label the proxy left it with",
+					"backend_pid", s.pid, "expected", c.context, "found", deref(got))
+				s.setLabel("")
+				label = ""
+			}
+		}
+		if label != c.context {
+			if err := p.tag(ctx, s, c.context, "client"); err != nil {
+				p.discardServer(s)
+				code := "42501"
+				var se serverError
+				if errors.As(err, &se) {
+					code = se.Code
+				}
+				return nil, &loginError{code: code, msg: "sepgadm: could not switch the session to " + c.context + ": " + err.Error(), result: "tag_failed", err: err}
+			}
+			p.sessions.write(c.record("tag", s.pid))
+		}
+	}
+	if sql := c.replaySQL(s); sql != "" {
+		if _, err := s.simpleQuery(ctx, sql); err != nil {
+			p.discardServer(s)
+			return nil, &loginError{code: "08006", msg: "sepgadm: replay settings: " + err.Error(), result: "server_error", err: err}
+		}
+		if v, ok := c.desiredValue("search_path"); ok {
+			s.params["search_path"] = v
+		}
+	}
+	s.setState("active")
+	return s, nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return "<none>"
+	}
+	return *s
+}
+
+func (c *client) desiredValue(k string) (string, bool) {
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	v, ok := c.desired[k]
+	return v, ok
+}
+
+// replaySQL is the SET statements that bring s's tracked settings to the client's.
+func (c *client) replaySQL(s *serverConn) string {
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	var b strings.Builder
+	for _, k := range trackedParams {
+		v, ok := c.desired[k]
+		if !ok || s.params[k] == v {
+			continue
+		}
+		if k == "search_path" {
+			fmt.Fprintf(&b, "SET search_path TO %s;", v) // as the client wrote it
+			continue
+		}
+		fmt.Fprintf(&b, "SET %s TO %s;", k, quoteLiteral(v))
+	}
+	return b.String()
+}
+
+// releaseTxn returns an idle server connection to the pool with its label kept.
+func (p *Proxy) releaseTxn(s *serverConn) {
+	s.pool.release(s, true, p.state().cfg.ServerLifetime.Duration)
+}
+
+// fatalLogin reports a checkout failure to the client with the right SQLSTATE.
+func (c *client) fatalLogin(err error) {
+	var le *loginError
+	if errors.As(err, &le) {
+		c.p.metrics.logins.WithLabelValues(le.result).Inc()
+		c.p.log.Warn("checkout failed", "session", c.id, "client", c.addr, "context", c.context, "error", err)
+		c.fatal(le.code, le.msg)
+		return
+	}
+	c.fatal("08006", "sepgadm: "+err.Error())
+}
