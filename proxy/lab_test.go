@@ -7,6 +7,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/sepgadm/sepgadm/lab"
 )
@@ -103,11 +107,19 @@ context = %q
 	return fmt.Errorf("the test proxy did not create its socket")
 }
 
+// labHelpers are run by the test binary re-executed under another SELinux domain.
+var labHelpers = map[string]lab.Helper{}
+
 func TestMain(m *testing.M) {
+	if code := lab.HelperMain(labHelpers); code >= 0 {
+		os.Exit(code)
+	}
 	code := m.Run()
-	if labSetup.proxy != nil {
-		_ = labSetup.proxy.Process.Kill()
-		_ = labSetup.proxy.Wait()
+	for _, p := range []*exec.Cmd{labSetup.proxy, txnSetup.proxy} {
+		if p != nil {
+			_ = p.Process.Kill()
+			_ = p.Wait()
+		}
 	}
 	os.Exit(code)
 }
@@ -282,5 +294,255 @@ func TestLabDemoWorks(t *testing.T) {
 	}
 	if r := psql(t, lab.Context{Type: "initrc_t"}, "host=127.0.0.1 port=6432 dbname=demo user=alice password=wrong", "SELECT 1"); !r.LoginRefused {
 		t.Errorf("demo alice with a wrong password: %+v", r)
+	}
+}
+
+// The transaction-mode proxy of the stress and drift tests.
+const txnSocket = "/run/sepgadm-txn"
+
+var txnSetup struct {
+	sync.Once
+	proxy *exec.Cmd
+	err   error
+}
+
+func startTxnProxy(t *testing.T) {
+	t.Helper()
+	setupLab(t)
+	txnSetup.Do(func() {
+		cfg := fmt.Sprintf(`pool_mode = "transaction"
+verify_label = "always"
+credential_file = "/etc/sepgadm/credential"
+session_log = "/var/log/sepgadm/txn-sessions.jsonl"
+max_client_conn = 200
+query_wait_timeout = "60s"
+[[listen]]
+unix_socket_dir = %q
+port = 6432
+auth = "trust"
+[server]
+host = "/var/run/postgresql"
+[users.postgres]
+pool_size = 3
+`, txnSocket)
+		if err := os.WriteFile("/etc/sepgadm/txn.toml", []byte(cfg), 0o644); err != nil {
+			txnSetup.err = err
+			return
+		}
+		logf, err := os.Create(filepath.Join(os.Getenv("OUT"), "proxy-txn.log"))
+		if err != nil {
+			txnSetup.err = err
+			return
+		}
+		cmd := exec.Command("/usr/sbin/sepgadm", "proxy", "--config", "/etc/sepgadm/txn.toml")
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if err := cmd.Start(); err != nil {
+			txnSetup.err = err
+			return
+		}
+		txnSetup.proxy = cmd
+		for range 100 {
+			if _, err := os.Stat(txnSocket + "/.s.PGSQL.6432"); err == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		txnSetup.err = fmt.Errorf("the transaction-mode proxy did not start")
+	})
+	if txnSetup.err != nil {
+		t.Fatal(txnSetup.err)
+	}
+	t.Cleanup(func() {})
+}
+
+var viaTxn = fmt.Sprintf("host=%s port=6432 dbname=demo user=postgres", txnSocket)
+
+// stressIn / stressOut are the stress helper's input and report.
+type stressIn struct {
+	Clients  int    `json:"clients"`
+	Rounds   int    `json:"rounds"`
+	Expected string `json:"expected"`
+	Seed     int64  `json:"seed"`
+}
+
+type stressOut struct {
+	Transactions int      `json:"transactions"`
+	Statements   int      `json:"statements"`
+	Mismatches   int      `json:"mismatches"`
+	Aborts       int      `json:"aborts"`
+	Vanished     int      `json:"vanished"`
+	Errors       int      `json:"errors"`
+	Samples      []string `json:"samples,omitempty"`
+}
+
+func init() { labHelpers["stress"] = stressHelper }
+
+// stressHelper runs in a tenant's domain: Clients goroutines, each running Rounds
+// transactions through the transaction-mode proxy, checking sepgsql_getcon() in every
+// statement; some transactions roll back, some clients vanish mid-transaction.
+func stressHelper(ctx context.Context, in io.Reader, out io.Writer) error {
+	var req stressIn
+	if err := json.NewDecoder(in).Decode(&req); err != nil {
+		return err
+	}
+	var mu sync.Mutex
+	var rep stressOut
+	var wg sync.WaitGroup
+	for i := range req.Clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewSource(req.Seed + int64(i)))
+			var conn *pgx.Conn
+			count := func(f func()) { mu.Lock(); f(); mu.Unlock() }
+			for range req.Rounds {
+				if conn == nil {
+					var err error
+					if conn, err = pgx.Connect(ctx, viaTxn); err != nil {
+						count(func() { rep.Errors++ })
+						time.Sleep(50 * time.Millisecond)
+						continue
+					}
+				}
+				tx, err := conn.Begin(ctx)
+				if err != nil {
+					count(func() { rep.Errors++ })
+					conn.Close(ctx)
+					conn = nil
+					continue
+				}
+				ok := true
+				for range 1 + rng.Intn(3) {
+					var got string
+					if err := tx.QueryRow(ctx, "SELECT sepgsql_getcon()").Scan(&got); err != nil {
+						ok = false
+						break
+					}
+					count(func() {
+						rep.Statements++
+						if got != req.Expected {
+							rep.Mismatches++
+							if len(rep.Samples) < 5 {
+								rep.Samples = append(rep.Samples, got)
+							}
+						}
+					})
+				}
+				switch r := rng.Intn(10); {
+				case !ok:
+					count(func() { rep.Errors++ })
+					conn.Close(ctx)
+					conn = nil
+				case r == 0:
+					_ = conn.PgConn().Conn().Close() // vanish mid-transaction
+					conn = nil
+					count(func() { rep.Vanished++ })
+				case r < 3:
+					_ = tx.Rollback(ctx)
+					count(func() { rep.Aborts++; rep.Transactions++ })
+				default:
+					if err := tx.Commit(ctx); err != nil {
+						count(func() { rep.Errors++ })
+						conn.Close(ctx)
+						conn = nil
+						continue
+					}
+					count(func() { rep.Transactions++ })
+				}
+			}
+			if conn != nil {
+				conn.Close(ctx)
+			}
+		}()
+	}
+	wg.Wait()
+	return json.NewEncoder(out).Encode(rep)
+}
+
+func TestLabTransactionModeStress(t *testing.T) {
+	startTxnProxy(t)
+	ctx := context.Background()
+	tenants := []lab.Context{
+		{Type: "sepgadm_lab_tenant_a_t"}, {Type: "sepgadm_lab_tenant_a_t", Level: "s0:c1"},
+		{Type: "sepgadm_lab_tenant_b_t"}, {Type: "sepgadm_lab_tenant_b_t", Level: "s0:c2"},
+	}
+	stop := make(chan struct{})
+	terminated := 0
+	var killer sync.WaitGroup
+	killer.Add(1)
+	go func() {
+		defer killer.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(700 * time.Millisecond):
+			}
+			out, err := exec.Command("psql", "-X", "-At", "-d", "demo", "-c",
+				"SELECT count(pg_terminate_backend(pid)) FROM (SELECT pid FROM pg_stat_activity WHERE datname = 'demo' AND usename = 'postgres' AND application_name <> 'psql' AND pid <> pg_backend_pid() ORDER BY random() LIMIT 1) s").Output()
+			if err == nil && strings.TrimSpace(string(out)) == "1" {
+				terminated++
+			}
+		}
+	}()
+	reports := make([]stressOut, len(tenants))
+	var wg sync.WaitGroup
+	for i, as := range tenants {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			want := "system_u:system_r:" + as.Type + ":s0"
+			if as.Level != "" {
+				want = "system_u:system_r:" + as.Type + ":" + as.Level
+			}
+			if err := lab.RunHelper(ctx, as, "stress", stressIn{Clients: 6, Rounds: 60, Expected: want, Seed: int64(i) * 1000}, &reports[i]); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	killer.Wait()
+	var total stressOut
+	for i, r := range reports {
+		t.Logf("%s%s: %d transactions (%d rolled back), %d statements, %d vanished mid-transaction, %d errors, %d mismatches %v",
+			tenants[i].Type, map[bool]string{true: ":" + tenants[i].Level, false: ""}[tenants[i].Level != ""],
+			r.Transactions, r.Aborts, r.Statements, r.Vanished, r.Errors, r.Mismatches, r.Samples)
+		total.Transactions += r.Transactions
+		total.Statements += r.Statements
+		total.Mismatches += r.Mismatches
+		total.Vanished += r.Vanished
+		total.Errors += r.Errors
+	}
+	t.Logf("stress: 24 clients of 4 contexts over a pool of 3, %d backends terminated: %d transactions, %d statements, %d vanished, %d errors, %d mismatches",
+		terminated, total.Transactions, total.Statements, total.Vanished, total.Errors, total.Mismatches)
+	if total.Mismatches != 0 {
+		t.Fatalf("%d statements ran under another client's context", total.Mismatches)
+	}
+	if total.Statements < 1000 || terminated == 0 {
+		t.Fatalf("the stress test did too little to prove anything: %d statements, %d backends terminated", total.Statements, terminated)
+	}
+}
+
+// A tenant that may call sepgsql_setcon itself changes its label inside its own
+// transaction; with verify_label = "always" the next client with the tenant's context
+// must not inherit it.
+func TestLabVerifyLabelCatchesDrift(t *testing.T) {
+	startTxnProxy(t)
+	asC := lab.Context{Type: "sepgadm_lab_tenant_c_t"}
+	cLabel := "system_u:system_r:sepgadm_lab_tenant_c_t:s0"
+	r := psql(t, asC, viaTxn, "SELECT sepgsql_setcon('"+tenantB+"'); SELECT sepgsql_getcon()")
+	if r.SQLState != "" || !strings.HasSuffix(r.Stdout, tenantB) {
+		t.Fatalf("tenant C switching itself to B: %+v", r)
+	}
+	for range 5 {
+		r = psql(t, asC, viaTxn, "SELECT sepgsql_getcon()")
+		if r.Stdout != cLabel {
+			t.Fatalf("the next client of context C runs under %q (%s), want %q", r.Stdout, r.Stderr, cLabel)
+		}
+	}
+	b, _ := os.ReadFile(filepath.Join(os.Getenv("OUT"), "proxy-txn.log"))
+	if !strings.Contains(string(b), "label drift") {
+		t.Errorf("the proxy did not log the drift it corrected")
 	}
 }
