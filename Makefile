@@ -7,7 +7,7 @@ LAB_PKGS = $(shell grep -rl --include='*_test.go' '^//go:build lab' . | xargs -r
 
 # Host packages: PostgreSQL 15 for the test tier; qemu, debootstrap and e2fsprogs for the lab;
 # chromium checks the audit HTML review; auditd brings ausearch for bench-audit (its daemon is not started).
-HOST_PACKAGES := postgresql-15 postgresql-contrib qemu-system-x86 qemu-utils debootstrap e2fsprogs make gcc chromium auditd
+HOST_PACKAGES := postgresql-15 postgresql-contrib qemu-system-x86 qemu-utils debootstrap e2fsprogs make gcc chromium auditd pgbouncer
 
 .PHONY: setup all build demo policy test test-fast test-lab lab lab-shell lab-tests test-lab-locked lint clean
 
@@ -78,3 +78,23 @@ BENCH_SIZE ?= 1073741824
 .PHONY: bench-audit
 bench-audit: build
 	audit/internal/loggen/bench.sh $(BUILD) $(BENCH_SIZE)
+
+## bench-labels: in the lab, BENCH_TABLES tables x 4 columns (default 20000): time
+## `sepgadm labels apply` of a spec that changes every object against the server's
+## sepgsql_restorecon with the same spec, and print the ratio (target <= 2).
+BENCH_TABLES ?= 20000
+.PHONY: bench-labels
+bench-labels:
+	mkdir -p $(BUILD)
+	sed 's/@TABLES@/$(BENCH_TABLES)/' labels/bench-labels.sh >$(BUILD)/bench-labels.sh
+	lab/run --out $(BUILD)/bench-labels $(BUILD)/bench-labels.sh
+
+## bench-proxy: pgbench through PostgreSQL, PgBouncer and sepgadm (transaction mode;
+## untagged, one context, a context per client), plus RSS with idle clients.
+## BENCH_SECONDS (15), BENCH_CLIENTS (1,10,50,100) and BENCH_IDLE (10000) override.
+BENCH_SECONDS ?= 15
+BENCH_CLIENTS ?= 1,10,50,100
+BENCH_IDLE ?= 10000
+.PHONY: bench-proxy
+bench-proxy: build
+	$(GO) run ./proxy/internal/benchproxy -sepgadm $(BUILD)/sepgadm -seconds $(BENCH_SECONDS) -clients $(BENCH_CLIENTS) -idle $(BENCH_IDLE)

@@ -598,14 +598,17 @@ func (p *Proxy) forbidden(sql string) bool {
 	if sql == "" {
 		return false
 	}
+	fn := strings.ToLower(p.state().cfg.TagFunction)
+	base := fn[strings.LastIndexByte(fn, '.')+1:]
+	if !containsFold(sql, base) && !containsFold(sql, "tag_switch") {
+		return false // the common case, without allocating
+	}
 	norm := strings.Map(func(r rune) rune {
 		if r == '"' || r == ' ' || r == '\t' || r == '\n' || r == '\r' {
 			return -1
 		}
 		return r
 	}, strings.ToLower(sql))
-	fn := strings.ToLower(p.state().cfg.TagFunction)
-	base := fn[strings.LastIndexByte(fn, '.')+1:]
 	return strings.Contains(norm, fn) || strings.Contains(norm, base+"(") || strings.Contains(norm, "tag_switch")
 }
 

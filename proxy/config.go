@@ -44,8 +44,10 @@ type Config struct {
 
 	AdminUsers    []string `toml:"admin_users"`
 	MetricsListen string   `toml:"metrics_listen"`
-	SessionLog    string   `toml:"session_log"`
-	LogLevel      string   `toml:"log_level"`
+	// DebugPprof serves net/http/pprof under /debug/pprof/ on metrics_listen.
+	DebugPprof bool   `toml:"debug_pprof"`
+	SessionLog string `toml:"session_log"`
+	LogLevel   string `toml:"log_level"`
 
 	MaxClientConn        int      `toml:"max_client_conn"`
 	DefaultPoolSize      int      `toml:"default_pool_size"`

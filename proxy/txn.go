@@ -39,8 +39,13 @@ var (
 	}
 )
 
-// sessionOnly names the session-level feature a statement uses, or "".
+// sessionOnly names the session-level feature a statement uses, or "". A cheap
+// keyword scan keeps the regular expressions off the hot path (pprof showed them at 15%
+// of the proxy's CPU when run on every Parse).
 func sessionOnly(sql string) string {
+	if !containsFold(sql, "listen") && !containsFold(sql, "advisory") && !containsFold(sql, "hold") && !containsFold(sql, "prepare") {
+		return ""
+	}
 	for _, s := range sessionOnlyRE {
 		if s.re.MatchString(sql) {
 			return s.what
@@ -139,8 +144,10 @@ func (c *client) relayTransactions(ctx context.Context) {
 					c.fatal("0A000", "sepgadm: "+what+" cannot work in transaction pooling mode")
 					return
 				}
-			} else if m := setSearchPathRE.FindStringSubmatch(sql); typ == 'Q' && m != nil {
-				c.setDesired("search_path", m[1])
+			} else if typ == 'Q' && containsFold(sql, "search_path") {
+				if m := setSearchPathRE.FindStringSubmatch(sql); m != nil {
+					c.setDesired("search_path", m[1])
+				}
 			}
 		}
 
@@ -272,6 +279,27 @@ func (c *client) forwardTxn(s *serverConn, tx *txState, stmts map[string]clientS
 		}
 		return c.r.CopyBody(s.w, typ, n)
 	}
+}
+
+// containsFold reports whether s contains the lower-case ASCII word w, ignoring case,
+// without allocating.
+func containsFold(s, w string) bool {
+	for i := 0; i+len(w) <= len(s); i++ {
+		j := 0
+		for ; j < len(w); j++ {
+			c := s[i+j]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != w[j] {
+				break
+			}
+		}
+		if j == len(w) {
+			return true
+		}
+	}
+	return false
 }
 
 // recordParse remembers a client's named statement under its server-side name.

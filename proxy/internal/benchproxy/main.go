@@ -1,0 +1,370 @@
+// Command benchproxy is make bench-proxy: it races sepgadm's transaction pooling against
+// PostgreSQL itself and PgBouncer (Debian's pgbouncer, transaction mode, same pool size)
+// with pgbench on a throwaway cluster, and measures the proxy's memory with idle clients.
+//
+// Usage: benchproxy -sepgadm build/sepgadm [-seconds 15] [-clients 1,10,50,100] [-idle 10000]
+//
+// sepgadm runs with the test-only stand-in switch function (this host has no SELinux):
+// untagged (tagging off), one context for every client (label affinity: switches only
+// when a connection's label must change), and a distinct context per client (one pgbench
+// process per client, told apart by application_name rules: a switch on nearly every
+// transaction). It prints TPS and mean latency per point, the ratios sepgadm/PgBouncer and
+// tagged/untagged, and the RSS of each pooler holding the idle clients.
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/sepgadm/sepgadm/internal/pgtest"
+)
+
+const poolSize = 20
+
+type target struct {
+	name string
+	port int
+	// perClient: run one pgbench per client with application_name bench-N.
+	perClient bool
+}
+
+type point struct{ tps, latency float64 }
+
+func main() {
+	sepgadm := flag.String("sepgadm", "build/sepgadm", "sepgadm binary")
+	seconds := flag.Int("seconds", 15, "seconds per point")
+	clientList := flag.String("clients", "1,10,50,100", "client counts")
+	idle := flag.Int("idle", 10000, "idle clients for the memory measurement (0: skip)")
+	// Debian's PgBouncer 1.18 has no protocol-level prepared statements in transaction
+	// mode (1.21 does), so the race uses the extended protocol without them.
+	mode := flag.String("mode", "extended", "pgbench -M mode")
+	flag.Parse()
+	if err := run(*sepgadm, *seconds, *clientList, *idle, *mode); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-proxy:", err)
+		os.Exit(1)
+	}
+}
+
+func run(sepgadm string, seconds int, clientList string, idle int, mode string) error {
+	ctx := context.Background()
+	var lim syscall.Rlimit
+	_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
+	lim.Cur = lim.Max
+	_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+
+	var clients []int
+	for _, s := range strings.Split(clientList, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil {
+			return fmt.Errorf("-clients: %w", err)
+		}
+		clients = append(clients, n)
+	}
+	c, err := pgtest.Start(ctx, pgtest.Options{Settings: map[string]string{"max_connections": "400", "shared_buffers": "256MB"}})
+	if err != nil {
+		return err
+	}
+	defer c.Stop()
+	dir, err := os.MkdirTemp("", "sepgadm-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	_ = os.Chmod(dir, 0o755)
+	if cred := postgresCredential(); cred != nil {
+		_ = os.Chown(dir, int(cred.Uid), int(cred.Gid)) // pgbouncer writes its log and pid there
+	}
+	fmt.Println("bench-proxy: preparing pgbench -s 10 and the stand-in switch function")
+	if out, err := exec.Command("pgbench", "-i", "-q", "-s", "10", c.DSN("postgres")).CombinedOutput(); err != nil {
+		return fmt.Errorf("pgbench -i: %w\n%s", err, out)
+	}
+	conn, err := c.Connect(ctx, "postgres")
+	if err != nil {
+		return err
+	}
+	_, err = conn.Exec(ctx, `CREATE FUNCTION public.bench_tag(cred text, ctx text) RETURNS text LANGUAGE plpgsql AS $$
+		BEGIN
+			IF cred IS DISTINCT FROM 'bench-token' THEN RAISE EXCEPTION 'sepgadm: invalid credential' USING ERRCODE = '28000'; END IF;
+			PERFORM set_config('sepgadm_bench.label', coalesce(ctx, 'proxy'), false);
+			RETURN coalesce(ctx, 'system_u:system_r:proxy_t:s0');
+		END $$`)
+	conn.Close(ctx)
+	if err != nil {
+		return err
+	}
+	token := filepath.Join(dir, "token")
+	if err := os.WriteFile(token, []byte("bench-token\n"), 0o600); err != nil {
+		return err
+	}
+
+	// PgBouncer.
+	pgbPort := freePort()
+	if err := os.WriteFile(filepath.Join(dir, "users.txt"), []byte(`"postgres" ""`+"\n"), 0o644); err != nil {
+		return err
+	}
+	pgbIni := fmt.Sprintf(`[databases]
+* = host=%s port=%d
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = %d
+unix_socket_dir =
+auth_type = trust
+auth_file = %s
+pool_mode = transaction
+default_pool_size = %d
+max_client_conn = %d
+logfile = %s
+pidfile = %s
+`, c.SocketDir, c.Port, pgbPort, filepath.Join(dir, "users.txt"), poolSize, idle+500, filepath.Join(dir, "pgbouncer.log"), filepath.Join(dir, "pgbouncer.pid"))
+	if err := os.WriteFile(filepath.Join(dir, "pgbouncer.ini"), []byte(pgbIni), 0o644); err != nil {
+		return err
+	}
+	pgb := exec.Command("pgbouncer", filepath.Join(dir, "pgbouncer.ini"))
+	pgb.SysProcAttr = &syscall.SysProcAttr{Credential: postgresCredential()}
+	if err := pgb.Start(); err != nil {
+		return fmt.Errorf("start pgbouncer (apt-get install pgbouncer): %w", err)
+	}
+	defer func() { _ = pgb.Process.Kill(); _ = pgb.Wait() }()
+
+	// sepgadm, three ways.
+	start := func(name, extra string) (int, *exec.Cmd, error) {
+		port := freePort()
+		var rules strings.Builder
+		for i := range 128 {
+			fmt.Fprintf(&rules, "[[context]]\napplication_name = \"bench-%d\"\ncontext = \"system_u:system_r:tenant_%d_t:s0\"\n", i, i)
+		}
+		cfgText := fmt.Sprintf(`pool_mode = "transaction"
+tag_function = "public.bench_tag"
+credential_file = %q
+default_context = "system_u:system_r:bench_t:s0"
+default_pool_size = %d
+max_client_conn = %d
+log_level = "warn"
+%s
+[[listen]]
+address = "127.0.0.1:%d"
+auth = "trust"
+[server]
+host = %q
+port = %d
+%s`, token, poolSize, idle+500, extra, port, c.SocketDir, c.Port, rules.String())
+		file := filepath.Join(dir, name+".toml")
+		if err := os.WriteFile(file, []byte(cfgText), 0o644); err != nil {
+			return 0, nil, err
+		}
+		cmd := exec.Command(sepgadm, "proxy", "--config", file)
+		logf, _ := os.Create(filepath.Join(dir, name+".log"))
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if err := cmd.Start(); err != nil {
+			return 0, nil, err
+		}
+		return port, cmd, nil
+	}
+	plainPort, plain, err := start("untagged", `tagging = "off"`)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = plain.Process.Kill(); _ = plain.Wait() }()
+	tagPort, tagged, err := start("tagged", "")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tagged.Process.Kill(); _ = tagged.Wait() }()
+	for _, p := range []int{pgbPort, plainPort, tagPort} {
+		if err := waitPort(ctx, p); err != nil {
+			return err
+		}
+	}
+
+	targets := []target{
+		{name: "postgres", port: c.Port},
+		{name: "pgbouncer", port: pgbPort},
+		{name: "sepgadm untagged", port: plainPort},
+		{name: "sepgadm 1 context", port: tagPort},
+		{name: "sepgadm N contexts", port: tagPort, perClient: true},
+	}
+	results := map[string]map[string]map[int]point{}
+	for _, script := range []string{"select-only", "tpcb-like"} {
+		results[script] = map[string]map[int]point{}
+		for _, tg := range targets {
+			results[script][tg.name] = map[int]point{}
+			for _, n := range clients {
+				host := "127.0.0.1"
+				if tg.name == "postgres" {
+					host = c.SocketDir
+				}
+				pt, err := pgbench(host, tg.port, script, mode, n, seconds, tg.perClient)
+				if err != nil {
+					return fmt.Errorf("%s, %s, %d clients: %w", tg.name, script, n, err)
+				}
+				results[script][tg.name][n] = pt
+				fmt.Printf("  %-12s %-19s %4d clients: %9.0f tps %8.3f ms\n", script, tg.name, n, pt.tps, pt.latency)
+			}
+		}
+	}
+
+	fmt.Printf("\nbench-proxy: pgbench -s 10 -M %s, %d s per point, pool size %d, transaction pooling\n", mode, seconds, poolSize)
+	for _, script := range []string{"select-only", "tpcb-like"} {
+		fmt.Printf("\n%s: TPS (mean latency ms)\n", script)
+		fmt.Printf("%8s", "clients")
+		for _, tg := range targets {
+			fmt.Printf(" | %22s", tg.name)
+		}
+		fmt.Printf(" | %14s | %14s | %14s\n", "sepgadm/pgbnc", "1ctx/untagged", "Nctx/untagged")
+		for _, n := range clients {
+			fmt.Printf("%8d", n)
+			for _, tg := range targets {
+				pt := results[script][tg.name][n]
+				fmt.Printf(" | %11.0f (%7.3f)", pt.tps, pt.latency)
+			}
+			r := results[script]
+			fmt.Printf(" | %13.2fx | %13.2fx | %13.2fx\n",
+				r["sepgadm untagged"][n].tps/r["pgbouncer"][n].tps,
+				r["sepgadm 1 context"][n].tps/r["sepgadm untagged"][n].tps,
+				r["sepgadm N contexts"][n].tps/r["sepgadm untagged"][n].tps)
+		}
+	}
+	if idle > 0 {
+		fmt.Printf("\nidle clients: %d connected and logged in to each pooler\n", idle)
+		for _, p := range []struct {
+			name string
+			port int
+			pid  int
+		}{{"pgbouncer", pgbPort, pgb.Process.Pid}, {"sepgadm (1 context)", tagPort, tagged.Process.Pid}} {
+			before := rss(p.pid)
+			conns, err := openIdle(ctx, p.port, idle)
+			if err != nil {
+				return fmt.Errorf("%s: %w", p.name, err)
+			}
+			time.Sleep(2 * time.Second)
+			after := rss(p.pid)
+			fmt.Printf("  %-20s RSS %7.1f MiB with %d idle clients (%.1f MiB before; %.1f KiB per client)\n",
+				p.name, after/1024, len(conns), before/1024, (after-before)/float64(len(conns)))
+			for _, c := range conns {
+				_ = c.Close(ctx)
+			}
+		}
+	}
+	return nil
+}
+
+var (
+	tpsRE = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
+	latRE = regexp.MustCompile(`latency average = ([0-9.]+) ms`)
+)
+
+// pgbench runs one point. With perClient, n pgbench processes of one client each, each
+// with its own application_name (so its own context), and the TPS summed.
+func pgbench(host string, port int, script, mode string, n, seconds int, perClient bool) (point, error) {
+	procs, per := 1, n
+	if perClient {
+		procs, per = n, 1
+	}
+	jobs := min(per, 4)
+	var mu sync.Mutex
+	var total point
+	var firstErr error
+	var wg sync.WaitGroup
+	for i := range procs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			args := []string{"-n", "-M", mode, "-b", script, "-c", strconv.Itoa(per), "-j", strconv.Itoa(jobs),
+				"-T", strconv.Itoa(seconds), "-h", host, "-p", strconv.Itoa(port), "-U", "postgres", "postgres"}
+			cmd := exec.Command("pgbench", args...)
+			cmd.Env = append(os.Environ(), fmt.Sprintf("PGAPPNAME=bench-%d", i))
+			out, err := cmd.CombinedOutput()
+			mu.Lock()
+			defer mu.Unlock()
+			t, l := tpsRE.FindStringSubmatch(string(out)), latRE.FindStringSubmatch(string(out))
+			if err != nil || t == nil || l == nil {
+				if firstErr == nil {
+					firstErr = fmt.Errorf("pgbench: %v\n%s", err, out)
+				}
+				return
+			}
+			tps, _ := strconv.ParseFloat(t[1], 64)
+			lat, _ := strconv.ParseFloat(l[1], 64)
+			total.tps += tps
+			total.latency += lat / float64(procs)
+		}()
+	}
+	wg.Wait()
+	return total, firstErr
+}
+
+func openIdle(ctx context.Context, port, n int) ([]*pgconn.PgConn, error) {
+	conns := make([]*pgconn.PgConn, 0, n)
+	dsn := fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres sslmode=disable", port)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 32)
+	var firstErr error
+	for range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			c, err := pgconn.Connect(ctx, dsn)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if firstErr == nil {
+					firstErr = err
+				}
+				return
+			}
+			conns = append(conns, c)
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		for _, c := range conns {
+			_ = c.Close(ctx)
+		}
+		return nil, fmt.Errorf("open %d idle clients: %w", n, firstErr)
+	}
+	return conns, nil
+}
+
+// rss is a process's resident set in KiB.
+func rss(pid int) float64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "VmRSS:") {
+			v, _ := strconv.ParseFloat(strings.Fields(sc.Text())[1], 64)
+			return v
+		}
+	}
+	return 0
+}
+
+func waitPort(ctx context.Context, port int) error {
+	for range 100 {
+		if c, err := netDial(port); err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("nothing listens on port %d", port)
+}
