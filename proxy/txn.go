@@ -105,6 +105,7 @@ func (c *client) relayTransactions(ctx context.Context) {
 		tx.mu.Lock()
 		s := tx.server
 		tx.server = nil
+		c.setServer(nil)
 		tx.mu.Unlock()
 		if s != nil {
 			// The client left with a transaction or a request open: never reuse.
@@ -167,6 +168,7 @@ func (c *client) relayTransactions(ctx context.Context) {
 			}
 			tx.mu.Lock()
 			tx.server, tx.pending, tx.dirty, tx.parses = s, 0, false, tx.parses[:0]
+			c.setServer(s) // for cancel requests and SHOW CLIENTS
 			go c.serverToClient(s, tx)
 		}
 		err = c.forwardTxn(s, tx, stmts, typ, n, body)
@@ -360,6 +362,7 @@ func (c *client) serverToClient(s *serverConn, tx *txState) {
 			mine := tx.server == s
 			if mine {
 				tx.server = nil
+				c.setServer(nil)
 			}
 			tx.mu.Unlock()
 			if mine {
@@ -423,6 +426,7 @@ func (c *client) serverToClient(s *serverConn, tx *txState) {
 			}
 			if release {
 				tx.server = nil
+				c.setServer(nil)
 				tx.mu.Unlock()
 				if err != nil {
 					p.discardServer(s)
