@@ -418,47 +418,21 @@ var settingNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.]*$`)
 func (p *Proxy) login(ctx context.Context, c *client) (*serverConn, error) {
 	st := p.state()
 	cfg := st.cfg
-	pl := p.pool(c.db, c.user)
-	wctx, cancel := context.WithTimeout(ctx, cfg.QueryWaitTimeout.Duration)
-	defer cancel()
-	s, err := pl.acquire(wctx, c.context, func(ctx context.Context) (*serverConn, error) {
-		s, err := dialServer(ctx, cfg, c.db, c.user, st.serverPassword(c.user))
-		if err == nil {
-			p.metrics.servers.Inc()
-		}
-		return s, err
-	})
+	s, err := p.acquireServer(ctx, c)
 	if err != nil {
-		code := "08006"
-		var pe interface{ SQLState() string }
-		if errors.As(err, &pe) {
-			code = pe.SQLState()
-		}
-		return nil, &loginError{code: code, msg: "sepgadm: could not get a server connection: " + err.Error(), result: "server_error", err: err}
+		return nil, err
 	}
 	c.setServer(s)
 	if l, _, _ := s.snapshot(); cfg.Tagging == "on" && l != c.context {
-		if err := p.tag(ctx, s, c.context, "client"); err != nil {
+		if err := p.switchTo(ctx, s, c); err != nil {
 			c.setServer(nil)
-			p.discardServer(s)
-			code := "42501"
-			var se serverError
-			if errors.As(err, &se) {
-				code = se.Code
-			}
-			return nil, &loginError{code: code, msg: "sepgadm: could not switch the session to " + c.context + ": " + err.Error(), result: "tag_failed", err: err}
+			return nil, err
 		}
-		p.sessions.write(c.record("tag", s.pid))
 	}
 	if err := p.applySettings(ctx, s, c); err != nil {
 		c.setServer(nil)
 		p.discardServer(s)
-		code := "08006"
-		var se serverError
-		if errors.As(err, &se) {
-			code = se.Code
-		}
-		return nil, &loginError{code: code, msg: "sepgadm: " + err.Error(), result: "server_error", err: err}
+		return nil, &loginError{code: sqlStateOr(err, "08006"), msg: "sepgadm: " + err.Error(), result: "server_error", err: err}
 	}
 	msgs := []pgproto3.BackendMessage{&pgproto3.AuthenticationOk{}}
 	names := make([]string, 0, len(s.params))
@@ -476,6 +450,49 @@ func (p *Proxy) login(ctx context.Context, c *client) (*serverConn, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// acquireServer checks a server connection out of the client's (database, user) pool,
+// preferring one already labelled for the client, within query_wait_timeout.
+func (p *Proxy) acquireServer(ctx context.Context, c *client) (*serverConn, error) {
+	st := p.state()
+	wctx, cancel := context.WithTimeout(ctx, st.cfg.QueryWaitTimeout.Duration)
+	defer cancel()
+	s, err := p.pool(c.db, c.user).acquire(wctx, c.context, func(ctx context.Context) (*serverConn, error) {
+		s, err := dialServer(ctx, st.cfg, c.db, c.user, st.serverPassword(c.user))
+		if err == nil {
+			p.metrics.servers.Inc()
+		}
+		return s, err
+	})
+	if err != nil {
+		return nil, &loginError{code: sqlStateOr(err, "08006"), msg: "sepgadm: could not get a server connection: " + err.Error(), result: "server_error", err: err}
+	}
+	return s, nil
+}
+
+// switchTo switches s to the client's context and logs the switch in the session log.
+// On failure s is closed and the error, a *loginError, carries the server's SQLSTATE.
+func (p *Proxy) switchTo(ctx context.Context, s *serverConn, c *client) error {
+	if err := p.tag(ctx, s, c.context, "client"); err != nil {
+		p.discardServer(s)
+		return &loginError{code: sqlStateOr(err, "42501"), msg: "sepgadm: could not switch the session to " + c.context + ": " + err.Error(), result: "tag_failed", err: err}
+	}
+	p.sessions.write(c.record("tag", s.pid))
+	return nil
+}
+
+// sqlStateOr is the SQLSTATE a server error carries, or def.
+func sqlStateOr(err error, def string) string {
+	var se serverError
+	if errors.As(err, &se) {
+		return se.Code
+	}
+	var pe interface{ SQLState() string }
+	if errors.As(err, &pe) {
+		return pe.SQLState()
+	}
+	return def
 }
 
 // applySettings sets the client's startup parameters on the server session.

@@ -408,20 +408,27 @@ func TestPsqlAndUnixSocket(t *testing.T) {
 }
 
 func TestPgbenchModes(t *testing.T) {
-	h := startProxy(t, "")
+	pgbenchThrough(t, startProxy(t, ""), 4, 50)
+}
+
+// pgbenchThrough initialises pgbench's tables through the proxy as alice, then runs
+// clients × txns transactions in each query mode and checks every one was processed.
+func pgbenchThrough(t *testing.T, h *harness, clients, txns int) {
+	t.Helper()
 	env := append(os.Environ(), "PGHOST=127.0.0.1", "PGPORT="+strconv.Itoa(h.port), "PGUSER=alice", "PGDATABASE=postgres")
 	init := exec.Command("pgbench", "-i", "-s", "1", "-q")
 	init.Env = env
 	if out, err := init.CombinedOutput(); err != nil {
 		t.Fatalf("pgbench -i through the proxy: %v\n%s", err, out)
 	}
+	want := fmt.Sprintf("number of transactions actually processed: %d/%d", clients*txns, clients*txns)
 	for _, mode := range []string{"simple", "extended", "prepared"} {
 		t.Run(mode, func(t *testing.T) {
-			cmd := exec.Command("pgbench", "-n", "-M", mode, "-c", "4", "-j", "2", "-t", "50")
+			cmd := exec.Command("pgbench", "-n", "-M", mode, "-c", strconv.Itoa(clients), "-j", "2", "-t", strconv.Itoa(txns))
 			cmd.Env = env
 			out, err := cmd.CombinedOutput()
-			if err != nil || !strings.Contains(string(out), "number of transactions actually processed: 200/200") {
-				t.Fatalf("pgbench -M %s: %v\n%s", mode, err, out)
+			if err != nil || !strings.Contains(string(out), want) {
+				t.Fatalf("pgbench -M %s, %d clients: %v\n%s", mode, clients, err, out)
 			}
 		})
 	}

@@ -466,19 +466,10 @@ func (c *client) setDesired(name, value string) {
 // labelled for it if any is idle, switched (and, with verify_label = "always",
 // confirmed) otherwise, with the client's tracked settings replayed.
 func (p *Proxy) checkout(ctx context.Context, c *client) (*serverConn, error) {
-	st := p.state()
-	cfg := st.cfg
-	wctx, cancel := context.WithTimeout(ctx, cfg.QueryWaitTimeout.Duration)
-	defer cancel()
-	s, err := p.pool(c.db, c.user).acquire(wctx, c.context, func(ctx context.Context) (*serverConn, error) {
-		s, err := dialServer(ctx, cfg, c.db, c.user, st.serverPassword(c.user))
-		if err == nil {
-			p.metrics.servers.Inc()
-		}
-		return s, err
-	})
+	cfg := p.state().cfg
+	s, err := p.acquireServer(ctx, c)
 	if err != nil {
-		return nil, &loginError{code: "08006", msg: "sepgadm: could not get a server connection: " + err.Error(), result: "server_error", err: err}
+		return nil, err
 	}
 	if cfg.Tagging == "on" {
 		label, _, _ := s.snapshot()
@@ -493,16 +484,9 @@ func (p *Proxy) checkout(ctx context.Context, c *client) (*serverConn, error) {
 			}
 		}
 		if label != c.context {
-			if err := p.tag(ctx, s, c.context, "client"); err != nil {
-				p.discardServer(s)
-				code := "42501"
-				var se serverError
-				if errors.As(err, &se) {
-					code = se.Code
-				}
-				return nil, &loginError{code: code, msg: "sepgadm: could not switch the session to " + c.context + ": " + err.Error(), result: "tag_failed", err: err}
+			if err := p.switchTo(ctx, s, c); err != nil {
+				return nil, err
 			}
-			p.sessions.write(c.record("tag", s.pid))
 		}
 	}
 	if sql := c.replaySQL(s); sql != "" {

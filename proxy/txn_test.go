@@ -5,9 +5,6 @@ package proxy_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -17,23 +14,8 @@ import (
 )
 
 func TestTransactionModePgbench(t *testing.T) {
-	h := startProxy(t, "pool_mode = \"transaction\"\n[users.alice]\npool_size = 2")
-	env := append(os.Environ(), "PGHOST=127.0.0.1", "PGPORT="+strconv.Itoa(h.port), "PGUSER=alice", "PGDATABASE=postgres")
-	init := exec.Command("pgbench", "-i", "-s", "1", "-q")
-	init.Env = env
-	if out, err := init.CombinedOutput(); err != nil {
-		t.Fatalf("pgbench -i through transaction mode: %v\n%s", err, out)
-	}
-	for _, mode := range []string{"simple", "extended", "prepared"} {
-		t.Run(mode, func(t *testing.T) {
-			cmd := exec.Command("pgbench", "-n", "-M", mode, "-c", "8", "-j", "2", "-t", "100")
-			cmd.Env = env
-			out, err := cmd.CombinedOutput()
-			if err != nil || !strings.Contains(string(out), "number of transactions actually processed: 800/800") {
-				t.Fatalf("pgbench -M %s, 8 clients over 2 server connections: %v\n%s", mode, err, out)
-			}
-		})
-	}
+	// 8 clients over 2 server connections.
+	pgbenchThrough(t, startProxy(t, "pool_mode = \"transaction\"\n[users.alice]\npool_size = 2"), 8, 100)
 }
 
 // Many clients of two contexts over a pool of two: every statement sees its own label.
