@@ -8,8 +8,10 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -142,5 +144,158 @@ func TestMetricsEndpoint(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %q", want)
 		}
+	}
+}
+
+func TestAdminPauseResumeAndShutdown(t *testing.T) {
+	h := startProxy(t, "query_wait_timeout = \"2s\"")
+	ctx := context.Background()
+	admin := func(sql string) {
+		t.Helper()
+		if out, err := runPsql(h.dsn("admin", "")+" dbname=sepgadm", sql); err != nil {
+			t.Fatalf("%s: %v\n%s", sql, err, out)
+		}
+	}
+	first := h.connect(t, "alice", "")
+	first.Close(ctx) // the pool for (postgres, alice) exists now
+	admin("PAUSE postgres")
+	errc := make(chan error, 1)
+	go func() {
+		c, err := pgx.Connect(ctx, h.dsn("alice", ""))
+		if err == nil {
+			c.Close(ctx)
+		}
+		errc <- err
+	}()
+	select {
+	case err := <-errc:
+		t.Fatalf("a client logged in while its pool was paused: %v", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	admin("RESUME")
+	if err := <-errc; err != nil {
+		t.Fatalf("the waiting client after RESUME: %v", err)
+	}
+	admin("SHUTDOWN")
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := pgx.Connect(ctx, h.dsn("alice", "")); err != nil {
+			return // no longer accepting
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal("the proxy still accepts clients after SHUTDOWN")
+}
+
+func TestServerIdleTimeoutAndLifetime(t *testing.T) {
+	h := startProxy(t, "server_idle_timeout = \"1s\"\nserver_lifetime = \"2s\"")
+	ctx := context.Background()
+	c1 := h.connect(t, "alice", "")
+	pid1 := backendPID(t, c1)
+	c1.Close(ctx)
+	// Idle for longer than server_idle_timeout: the reaper closes it.
+	time.Sleep(2500 * time.Millisecond)
+	admin, err := h.cluster.Connect(ctx, "postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	var alive bool
+	if err := admin.QueryRow(ctx, "SELECT count(*) > 0 FROM pg_stat_activity WHERE pid = $1", pid1).Scan(&alive); err != nil {
+		t.Fatal(err)
+	}
+	if alive {
+		t.Errorf("backend %d still open after server_idle_timeout", pid1)
+	}
+	// A connection past server_lifetime is closed at release instead of pooled.
+	c2 := h.connect(t, "alice", "")
+	pid2 := backendPID(t, c2)
+	time.Sleep(2500 * time.Millisecond)
+	c2.Close(ctx)
+	c3 := h.connect(t, "alice", "")
+	if pid := backendPID(t, c3); pid == pid2 {
+		t.Errorf("backend %d reused after server_lifetime", pid)
+	}
+}
+
+// The real binary: SIGHUP reloads without dropping clients, SIGTERM drains and exits 0.
+func TestSignals(t *testing.T) {
+	c := pg.Get(t)
+	setupServer(t, c)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "sepgadm")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/sepgadm").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "token"), []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "sepgadm.toml")
+	write := func(ctx string) {
+		text := fmt.Sprintf("tag_function = \"public.test_tag\"\ncredential_file = %q\n[[listen]]\nunix_socket_dir = %q\nport = 7100\nauth = \"trust\"\n[server]\nhost = %q\nport = %d\n[[context]]\nuser = \"alice\"\ncontext = %q\n",
+			filepath.Join(dir, "token"), dir, c.SocketDir, c.Port, ctx)
+		if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(ctxA)
+	var stderr syncBuffer
+	cmd := exec.Command(bin, "proxy", "--config", file)
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer func() { _ = cmd.Process.Kill() }()
+	dsn := fmt.Sprintf("host=%s port=7100 user=alice dbname=postgres", dir)
+	ctx := context.Background()
+	var conn *pgx.Conn
+	var err error
+	for range 50 {
+		if conn, err = pgx.Connect(ctx, dsn); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("proxy did not come up: %v\n%s", err, stderr.String())
+	}
+	if got := label(t, conn); got != ctxA {
+		t.Fatalf("label %q", got)
+	}
+	write(ctxB)
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(stderr.String(), "configuration reloaded") && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	c2, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := label(t, c2); got != ctxB {
+		t.Errorf("after SIGHUP a new client runs under %q, want %q", got, ctxB)
+	}
+	if got := label(t, conn); got != ctxA {
+		t.Errorf("the client connected before SIGHUP now runs under %q", got)
+	}
+	c2.Close(ctx)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if got := label(t, conn); got != ctxA {
+		t.Errorf("a client during the drain: %q", got)
+	}
+	conn.Close(ctx)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("sepgadm proxy after SIGTERM: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("sepgadm proxy did not exit after SIGTERM and its last client leaving")
 	}
 }
