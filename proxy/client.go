@@ -459,11 +459,7 @@ func (p *Proxy) acquireServer(ctx context.Context, c *client) (*serverConn, erro
 	wctx, cancel := context.WithTimeout(ctx, st.cfg.QueryWaitTimeout.Duration)
 	defer cancel()
 	s, err := p.pool(c.db, c.user).acquire(wctx, c.context, func(ctx context.Context) (*serverConn, error) {
-		s, err := dialServer(ctx, st.cfg, c.db, c.user, st.serverPassword(c.user))
-		if err == nil {
-			p.metrics.servers.Inc()
-		}
-		return s, err
+		return dialServer(ctx, st.cfg, c.db, c.user, st.serverPassword(c.user))
 	})
 	if err != nil {
 		return nil, &loginError{code: sqlStateOr(err, "08006"), msg: "sepgadm: could not get a server connection: " + err.Error(), result: "server_error", err: err}
@@ -604,7 +600,6 @@ func (p *Proxy) releaseServer(s *serverConn, clean bool) {
 }
 
 func (p *Proxy) discardServer(s *serverConn) {
-	p.metrics.servers.Dec()
 	s.pool.release(s, false, 0)
 }
 

@@ -140,7 +140,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	for _, want := range []string{`sepgadm_tags_total{kind="client",result="ok"} 1`, "sepgadm_clients 1", `sepgadm_client_logins_total{result="ok"} 1`, "sepgadm_tag_seconds_count 1"} {
+	for _, want := range []string{`sepgadm_tags_total{kind="client",result="ok"} 1`, "sepgadm_clients 1", "sepgadm_server_connections 1", `sepgadm_client_logins_total{result="ok"} 1`, "sepgadm_tag_seconds_count 1"} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %q", want)
 		}

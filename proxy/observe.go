@@ -15,7 +15,6 @@ import (
 type metrics struct {
 	reg          *prometheus.Registry
 	clients      prometheus.Gauge
-	servers      prometheus.Gauge
 	logins       *prometheus.CounterVec
 	tags         *prometheus.CounterVec
 	tagSeconds   prometheus.Histogram
@@ -41,11 +40,12 @@ func (m *metrics) tagDone(kind string, d time.Duration, ok bool) {
 	m.tags.WithLabelValues(kind, "failed").Inc()
 }
 
-func newMetrics() *metrics {
+// newMetrics makes the metrics; servers counts the open server connections on demand
+// (pools open and close them in several places: login, reaping, lifetime, failures).
+func newMetrics(servers func() float64) *metrics {
 	m := &metrics{
 		reg:     prometheus.NewRegistry(),
 		clients: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sepgadm_clients", Help: "Client sessions connected."}),
-		servers: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sepgadm_server_connections", Help: "Server connections open."}),
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sepgadm_client_logins_total",
 			Help: "Client login attempts by result (ok, auth_failed, no_context, tag_failed, server_error, refused)."}, []string{"result"}),
 		tags: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sepgadm_tags_total",
@@ -58,7 +58,8 @@ func newMetrics() *metrics {
 		refusedCalls: prometheus.NewCounter(prometheus.CounterOpts{Name: "sepgadm_refused_switch_calls_total", Help: "Client statements refused for calling the switch function."}),
 		labelDrift:   prometheus.NewCounter(prometheus.CounterOpts{Name: "sepgadm_label_drift_total", Help: "Idle server connections found under another label than the proxy left them with (verify_label = always)."}),
 	}
-	m.reg.MustRegister(m.clients, m.servers, m.logins, m.tags, m.tagSeconds, m.queries, m.bytesIn, m.bytesOut, m.refusedCalls, m.labelDrift)
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sepgadm_server_connections", Help: "Server connections open."}, servers))
+	m.reg.MustRegister(m.clients, m.logins, m.tags, m.tagSeconds, m.queries, m.bytesIn, m.bytesOut, m.refusedCalls, m.labelDrift)
 	return m
 }
 

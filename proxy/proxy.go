@@ -65,10 +65,19 @@ func New(cfg *Config, logger *slog.Logger) (*Proxy, error) {
 		return nil, err
 	}
 	p := &Proxy{
-		log: logger, metrics: newMetrics(), sessions: sl,
+		log: logger, sessions: sl,
 		pools: map[poolKey]*pool{}, clients: map[*client]struct{}{}, cancel: map[uint64]*client{},
 		shutdown: make(chan struct{}), ready: make(chan struct{}),
 	}
+	p.metrics = newMetrics(func() float64 {
+		n := 0
+		for _, pl := range p.poolList() {
+			pl.mu.Lock()
+			n += len(pl.all)
+			pl.mu.Unlock()
+		}
+		return float64(n)
+	})
 	p.st.Store(st)
 	return p, nil
 }
