@@ -299,3 +299,37 @@ func TestSignals(t *testing.T) {
 		t.Fatal("sepgadm proxy did not exit after SIGTERM and its last client leaving")
 	}
 }
+
+// An idle server connection whose backend was terminated is noticed at checkout and
+// replaced; the client never sees it.
+func TestTerminatedIdleBackendIsReplaced(t *testing.T) {
+	for _, mode := range []string{"session", "transaction"} {
+		t.Run(mode, func(t *testing.T) {
+			h := startProxy(t, fmt.Sprintf("pool_mode = %q\n[users.alice]\npool_size = 1", mode))
+			ctx := context.Background()
+			c1 := h.connect(t, "alice", "")
+			pid := backendPID(t, c1)
+			c1.Close(ctx)
+			admin, err := h.cluster.Connect(ctx, "postgres")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer admin.Close(ctx)
+			if _, err := admin.Exec(ctx, "SELECT pg_terminate_backend($1)", pid); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(200 * time.Millisecond)
+			c2, err := pgx.Connect(ctx, h.dsn("alice", ""))
+			if err != nil {
+				t.Fatalf("login after the idle backend was terminated: %v", err)
+			}
+			defer c2.Close(ctx)
+			if got := label(t, c2); got != ctxA {
+				t.Errorf("label %q", got)
+			}
+			if p2 := backendPID(t, c2); p2 == pid {
+				t.Errorf("still on the terminated backend %d", pid)
+			}
+		})
+	}
+}

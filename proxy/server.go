@@ -9,10 +9,12 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+	"golang.org/x/sys/unix"
 
 	"github.com/sepgadm/sepgadm/proxy/wire"
 )
@@ -97,6 +99,31 @@ func dialServer(ctx context.Context, cfg *Config, db, user, password string) (*s
 }
 
 func (s *serverConn) close() { _ = s.conn.Close() }
+
+// alive checks, without blocking, that an idle connection has nothing to say: a backend
+// terminated while idle has sent its FATAL and closed. One read syscall per checkout.
+func (s *serverConn) alive() bool {
+	if s.br.Buffered() > 0 {
+		return false
+	}
+	sc, ok := s.conn.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	alive := false
+	var buf [1]byte
+	err = raw.Read(func(fd uintptr) bool {
+		// Data (a FATAL) or end of stream means the backend is gone; EAGAIN, all quiet.
+		_, _, rerr := unix.Recvfrom(int(fd), buf[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		alive = rerr == unix.EAGAIN || rerr == unix.EWOULDBLOCK
+		return true // never wait for readiness
+	})
+	return err == nil && alive
+}
 
 // serverError is an ErrorResponse from the server during a call the proxy made itself.
 type serverError struct{ *pgproto3.ErrorResponse }
@@ -238,6 +265,13 @@ func (p *pool) acquire(ctx context.Context, want string, open func(context.Conte
 			p.idle = append(p.idle[:i], p.idle[i+1:]...)
 			s.setState("active")
 			p.mu.Unlock()
+			if !s.alive() {
+				p.mu.Lock()
+				delete(p.all, s)
+				p.mu.Unlock()
+				s.close()
+				continue
+			}
 			return s, nil
 		}
 		if !p.paused && len(p.all)+p.opening < p.size {
