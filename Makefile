@@ -87,7 +87,7 @@ BENCH_TABLES ?= 20000
 bench-labels:
 	mkdir -p $(BUILD)
 	sed 's/@TABLES@/$(BENCH_TABLES)/' labels/bench-labels.sh >$(BUILD)/bench-labels.sh
-	lab/run --out $(BUILD)/bench-labels $(BUILD)/bench-labels.sh
+	lab/run --timeout 2400 --out $(BUILD)/bench-labels $(BUILD)/bench-labels.sh
 
 ## bench-proxy: pgbench through PostgreSQL, PgBouncer and sepgadm (transaction mode;
 ## untagged, one context, a context per client), plus RSS with idle clients.

@@ -48,6 +48,8 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			statusCommand(),
 			auditCommand(),
 			audit2allowCommand(),
+			labelsCommand(),
+			restoreconCommand(),
 			versionCommand(),
 		},
 	}

@@ -68,7 +68,7 @@ func TestRegisteredCommands(t *testing.T) {
 	for _, c := range newApp(nil, nil, nil).Commands {
 		got = append(got, c.Name)
 	}
-	want := []string{"proxy", "install", "migrate", "credential", "status", "audit", "audit2allow", "version"}
+	want := []string{"proxy", "install", "migrate", "credential", "status", "audit", "audit2allow", "labels", "restorecon", "version"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("registered commands (-want +got):\n%s", diff)
 	}
