@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -225,25 +224,8 @@ func TestVerifyLabelAlways(t *testing.T) {
 
 func TestTransactionModeCancel(t *testing.T) {
 	h := startProxy(t, "pool_mode = \"transaction\"")
-	ctx := context.Background()
 	conn := h.connect(t, "alice", "")
-	errc := make(chan error, 1)
-	go func() {
-		_, err := conn.Exec(ctx, "SELECT pg_sleep(30)")
-		errc <- err
-	}()
-	time.Sleep(300 * time.Millisecond)
-	if err := conn.PgConn().CancelRequest(ctx); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-errc:
-		if sqlState(err) != "57014" {
-			t.Fatalf("canceled query: %v, want 57014", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("the cancel request did not reach the server in transaction mode")
-	}
+	cancelSleep(t, conn)
 	if got := label(t, conn); got != ctxA {
 		t.Errorf("after the cancel: label %q", got)
 	}
