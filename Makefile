@@ -41,6 +41,13 @@ lab-tests:
 policy:
 	lab/policy $(BUILD)/policy trusted/policy
 
+## check-policy-os: boot the lab with only the shipped module and run the proxy as a
+## systemd service in sepgadm_proxy_t; fails on any AVC denial of the proxy's domain.
+.PHONY: check-policy-os
+check-policy-os:
+	rm -rf $(BUILD)/policy-os && lab/policy $(BUILD)/policy-os trusted/policy
+	lab/run --policy $(BUILD)/policy-os --out $(BUILD)/policy-os-out trusted/testdata/os-policy-check.sh
+
 ## test-lab: run every lab test in one boot of the enforcing SELinux guest, with the
 ## policy module and its lab-only test module loaded.
 test-lab:

@@ -282,10 +282,12 @@ func (c *client) readPeer() {
 				c.osUser = u.Username
 			}
 		}
-		if selinux.GetEnabled() {
-			if l, err := selinux.PeerLabel(fd); err == nil {
-				c.peerLabel = strings.TrimRight(l, "\x00")
-			}
+		// Ask the socket itself: without SELinux this fails (ENOPROTOOPT) and the client
+		// has no peer label. selinux.GetEnabled() is not consulted: under the shipped
+		// policy the proxy may not stat selinuxfs (dontaudited), and it would then
+		// silently fall back to rules for every client (seen in the lab).
+		if l, err := selinux.PeerLabel(fd); err == nil {
+			c.peerLabel = strings.TrimRight(l, "\x00")
 		}
 	})
 }
@@ -563,12 +565,12 @@ func (p *Proxy) tag(ctx context.Context, s *serverConn, label string, kind strin
 // isOwnLabel checks a label against the proxy's own SELinux label when this host has
 // SELinux and the server is reached over a Unix socket (so the peer label is ours).
 func (p *Proxy) isOwnLabel(label string) bool {
-	if !strings.HasPrefix(p.state().cfg.Server.Host, "/") || !selinux.GetEnabled() {
+	if !strings.HasPrefix(p.state().cfg.Server.Host, "/") {
 		return label != ""
 	}
 	own, err := selinux.CurrentLabel()
-	if err != nil || own == "" {
-		return label != ""
+	if err != nil || own == "" || own == "kernel" {
+		return label != "" // no SELinux on this host: nothing to compare with
 	}
 	return label == own
 }
