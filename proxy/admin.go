@@ -9,6 +9,8 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/sepgadm/sepgadm/proxy/wire"
 )
 
 // adminDatabase is the virtual database of the admin console.
@@ -33,7 +35,7 @@ func (p *Proxy) serveAdmin(c *client) {
 			c.fatal("08P01", "sepgadm: the admin console speaks the simple query protocol only")
 			return
 		}
-		sql := strings.TrimSpace(strings.TrimRight(strings.TrimSpace(queryText(typ, body)), ";"))
+		sql := strings.TrimSpace(strings.TrimRight(strings.TrimSpace(wire.QueryText(typ, body)), ";"))
 		msgs := p.adminCommand(sql)
 		msgs = append(msgs, &pgproto3.ReadyForQuery{TxStatus: 'I'})
 		if err := c.send(msgs...); err != nil {

@@ -127,14 +127,10 @@ func (p *Proxy) lookupSecret(ctx context.Context, user string) (secret, error) {
 	if cfg.Auth.AuthUser == "" {
 		return secret{}, nil
 	}
-	pcfg, err := pgconn.ParseConfig("")
+	pcfg, err := serverConfig(cfg, "postgres", cfg.Auth.AuthUser, cfg.Auth.AuthPassword)
 	if err != nil {
 		return secret{}, err
 	}
-	pcfg.Host, pcfg.Port = cfg.Server.Host, uint16(cfg.Server.Port)
-	pcfg.User, pcfg.Password, pcfg.Database = cfg.Auth.AuthUser, cfg.Auth.AuthPassword, "postgres"
-	pcfg.TLSConfig, pcfg.Fallbacks = nil, nil
-	pcfg.ConnectTimeout = cfg.ServerConnectTimeout.Duration
 	conn, err := pgconn.ConnectConfig(ctx, pcfg)
 	if err != nil {
 		return secret{}, fmt.Errorf("auth_query: connect as %s: %w", cfg.Auth.AuthUser, err)

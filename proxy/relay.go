@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/sepgadm/sepgadm/proxy/wire"
 )
 
 // relay forwards frames between c and s until the client leaves or a side fails. Frames
@@ -76,7 +76,7 @@ func (c *client) relay(s *serverConn) (clean bool) {
 				if err != nil {
 					return err
 				}
-				if p.forbidden(queryText(typ, body)) {
+				if p.forbidden(wire.QueryText(typ, body)) {
 					p.metrics.refusedCalls.Inc()
 					p.log.Warn("client statement calls the switch function; session closed", "session", c.id, "client", c.addr, "user", c.user)
 					return errForbidden
@@ -109,13 +109,13 @@ func (c *client) relay(s *serverConn) (clean bool) {
 	select {
 	case err := <-s2cDone:
 		// The server side failed first: the client cannot go on.
-		c.fatalLocked("08006", "sepgadm: server connection lost")
+		c.fatal("08006", "sepgadm: server connection lost")
 		p.log.Info("server connection ended", "session", c.id, "backend_pid", s.pid, "error", err)
 		return false
 	default:
 	}
 	if errors.Is(c2sErr, errForbidden) {
-		c.fatalLocked("42501", "sepgadm: statements that call the switch function are refused")
+		c.fatal("42501", "sepgadm: statements that call the switch function are refused")
 	}
 	// Stop the server reader; the connection is reusable only if it stopped between
 	// frames, with nothing in flight and outside a transaction.
@@ -136,27 +136,7 @@ var (
 	errForbidden = errors.New("client statement calls the switch function")
 )
 
-func (c *client) fatalLocked(code, msg string) {
-	c.fatal(code, msg)
-}
-
 func frameHeader(typ byte, n int) []byte {
 	l := uint32(n + 4)
 	return []byte{typ, byte(l >> 24), byte(l >> 16), byte(l >> 8), byte(l)}
-}
-
-func queryText(typ byte, body []byte) string {
-	switch typ {
-	case 'Q':
-		var q pgproto3.Query
-		if q.Decode(body) == nil {
-			return q.String
-		}
-	case 'P':
-		var m pgproto3.Parse
-		if m.Decode(body) == nil {
-			return m.Query
-		}
-	}
-	return ""
 }

@@ -63,18 +63,10 @@ func (s *serverConn) snapshot() (label, state string, lastUsed time.Time) {
 
 // dialServer logs in to PostgreSQL as user on database db.
 func dialServer(ctx context.Context, cfg *Config, db, user, password string) (*serverConn, error) {
-	pcfg, err := pgconn.ParseConfig("")
+	pcfg, err := serverConfig(cfg, db, user, password)
 	if err != nil {
-		return nil, fmt.Errorf("server connection settings: %w", err)
+		return nil, err
 	}
-	pcfg.Host = cfg.Server.Host
-	pcfg.Port = uint16(cfg.Server.Port)
-	pcfg.Database = db
-	pcfg.User = user
-	pcfg.Password = password
-	pcfg.TLSConfig = nil
-	pcfg.Fallbacks = nil
-	pcfg.ConnectTimeout = cfg.ServerConnectTimeout.Duration
 	pcfg.RuntimeParams = map[string]string{"application_name": "sepgadm"}
 	pc, err := pgconn.ConnectConfig(ctx, pcfg)
 	if err != nil {
@@ -96,6 +88,20 @@ func dialServer(ctx context.Context, cfg *Config, db, user, password string) (*s
 		pid: h.PID, secret: h.SecretKey, params: h.ParameterStatuses, prepared: map[string]bool{},
 		created: now, lastUsed: now, state: "idle",
 	}, nil
+}
+
+// serverConfig is how the proxy reaches PostgreSQL as user on database db: the
+// configured server only (no PG* fallbacks, no TLS on the Unix socket).
+func serverConfig(cfg *Config, db, user, password string) (*pgconn.Config, error) {
+	pcfg, err := pgconn.ParseConfig("")
+	if err != nil {
+		return nil, fmt.Errorf("server connection settings: %w", err)
+	}
+	pcfg.Host, pcfg.Port = cfg.Server.Host, uint16(cfg.Server.Port)
+	pcfg.Database, pcfg.User, pcfg.Password = db, user, password
+	pcfg.TLSConfig, pcfg.Fallbacks = nil, nil
+	pcfg.ConnectTimeout = cfg.ServerConnectTimeout.Duration
+	return pcfg, nil
 }
 
 func (s *serverConn) close() { _ = s.conn.Close() }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/sepgadm/sepgadm/proxy/wire"
 )
 
 // Transaction pooling: a server connection is attached when a client starts a
@@ -130,7 +132,7 @@ func (c *client) relayTransactions(ctx context.Context) {
 			}
 		}
 		if typ == 'Q' || typ == 'P' {
-			sql := queryText(typ, body)
+			sql := wire.QueryText(typ, body)
 			if p.forbidden(sql) {
 				p.metrics.refusedCalls.Inc()
 				c.fatal("42501", "sepgadm: statements that call the switch function are refused")
