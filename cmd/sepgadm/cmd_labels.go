@@ -337,19 +337,7 @@ func labelsPlanCommand() *cli.Command {
 		Flags:       []cli.Flag{dsnFlag(), dbFlag(), allDBsFlag(), specFlag(), verboseFlag()},
 		Before:      noArgs,
 		Action: func(c *cli.Context) error {
-			spec, err := readSpec(c)
-			if err != nil {
-				return err
-			}
-			total, unmatched := 0, 0
-			err = planAll(c, spec, func(_ context.Context, _ string, _ *pgx.Conn, changes []labels.Change, nUnmatched int) error {
-				for _, ch := range changes {
-					fmt.Fprintln(c.App.Writer, ch.String())
-				}
-				total += len(changes)
-				unmatched += nUnmatched
-				return nil
-			})
+			total, unmatched, err := printPlan(c)
 			if err != nil {
 				return err
 			}
@@ -357,6 +345,24 @@ func labelsPlanCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// printPlan prints the "Would relabel" lines of the --file spec over the target
+// databases (labels plan and labels check) and counts them and the unmatched objects.
+func printPlan(c *cli.Context) (total, unmatched int, err error) {
+	spec, err := readSpec(c)
+	if err != nil {
+		return 0, 0, err
+	}
+	err = planAll(c, spec, func(_ context.Context, _ string, _ *pgx.Conn, changes []labels.Change, nUnmatched int) error {
+		for _, ch := range changes {
+			fmt.Fprintln(c.App.Writer, ch.String())
+		}
+		total += len(changes)
+		unmatched += nUnmatched
+		return nil
+	})
+	return total, unmatched, err
 }
 
 func labelsCheckCommand() *cli.Command {
@@ -367,18 +373,7 @@ func labelsCheckCommand() *cli.Command {
 		Flags:       []cli.Flag{dsnFlag(), dbFlag(), allDBsFlag(), specFlag(), verboseFlag()},
 		Before:      noArgs,
 		Action: func(c *cli.Context) error {
-			spec, err := readSpec(c)
-			if err != nil {
-				return err
-			}
-			total := 0
-			err = planAll(c, spec, func(_ context.Context, _ string, _ *pgx.Conn, changes []labels.Change, _ int) error {
-				for _, ch := range changes {
-					fmt.Fprintln(c.App.Writer, ch.String())
-				}
-				total += len(changes)
-				return nil
-			})
+			total, _, err := printPlan(c)
 			if err != nil {
 				return err
 			}
