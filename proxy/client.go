@@ -154,11 +154,7 @@ func (p *Proxy) serveClient(conn net.Conn, idx int) {
 	defer func() {
 		p.mu.Lock()
 		delete(p.clients, c)
-		for k, v := range p.cancel {
-			if v == c {
-				delete(p.cancel, k)
-			}
-		}
+		delete(p.cancel, cancelMapKey(c.cancelPID, c.cancelSecret))
 		p.mu.Unlock()
 		p.metrics.clients.Dec()
 	}()

@@ -361,7 +361,7 @@ func (p *Proxy) newCancelKey(c *client) (pid uint32, secret []byte) {
 		_, _ = rand.Read(b[:])
 		pid = binary.BigEndian.Uint32(b[:4]) & 0x7fffffff
 		secret = append([]byte(nil), b[4:8]...)
-		k := uint64(pid)<<32 | uint64(binary.BigEndian.Uint32(secret[:4]))
+		k := cancelMapKey(pid, secret)
 		p.mu.Lock()
 		if _, taken := p.cancel[k]; !taken {
 			p.cancel[k] = c
@@ -372,13 +372,18 @@ func (p *Proxy) newCancelKey(c *client) (pid uint32, secret []byte) {
 	}
 }
 
+// cancelMapKey indexes p.cancel: the pid and the first 4 bytes of the secret (the whole
+// secret is compared on use).
+func cancelMapKey(pid uint32, secret []byte) uint64 {
+	return uint64(pid)<<32 | uint64(binary.BigEndian.Uint32(secret[:4]))
+}
+
 func (p *Proxy) handleCancel(pid uint32, key []byte) {
 	if len(key) < 4 {
 		return
 	}
-	k := uint64(pid)<<32 | uint64(binary.BigEndian.Uint32(key[:4]))
 	p.mu.Lock()
-	c := p.cancel[k]
+	c := p.cancel[cancelMapKey(pid, key)]
 	p.mu.Unlock()
 	if c == nil || string(c.cancelSecret) != string(key) {
 		return
