@@ -28,6 +28,32 @@ type metrics struct {
 	nTags, nTagFailures, tagNanos, nQueries, nBytesIn, nBytesOut atomic.Int64
 }
 
+// tally counts one direction's traffic locally, so the relay touches the shared
+// counters once per transaction instead of on every message (atomic adds on counters
+// shared by every client bounce between cores).
+type tally struct{ bytes, queries int64 }
+
+// addIn and addOut move a tally into the totals and reset it.
+func (m *metrics) addIn(t *tally) {
+	if t.bytes != 0 {
+		m.bytesIn.Add(float64(t.bytes))
+		m.nBytesIn.Add(t.bytes)
+	}
+	*t = tally{}
+}
+
+func (m *metrics) addOut(t *tally) {
+	if t.bytes != 0 {
+		m.bytesOut.Add(float64(t.bytes))
+		m.nBytesOut.Add(t.bytes)
+	}
+	if t.queries != 0 {
+		m.queries.Add(float64(t.queries))
+		m.nQueries.Add(t.queries)
+	}
+	*t = tally{}
+}
+
 func (m *metrics) tagDone(kind string, d time.Duration, ok bool) {
 	m.tagSeconds.Observe(d.Seconds())
 	m.tagNanos.Add(int64(d))

@@ -434,8 +434,17 @@ func pgbenchThrough(t *testing.T, h *harness, clients, txns int) {
 	}
 }
 
+// TestPgxTransparency drives pgx's batches, pipelines, COPY, large values, errors,
+// notices and cancel through both pool modes (in transaction mode these take the relay's
+// hand-off paths: pipelined requests, COPY FROM STDIN, a slow statement).
 func TestPgxTransparency(t *testing.T) {
-	h := startProxy(t, "")
+	for _, mode := range []string{"session", "transaction"} {
+		t.Run(mode, func(t *testing.T) { testPgxTransparency(t, mode) })
+	}
+}
+
+func testPgxTransparency(t *testing.T, mode string) {
+	h := startProxy(t, fmt.Sprintf("pool_mode = %q", mode))
 	ctx := context.Background()
 	var notices []string
 	cfg, err := pgx.ParseConfig(h.dsn("alice", "pgx-test"))
@@ -491,19 +500,22 @@ func TestPgxTransparency(t *testing.T) {
 		}
 	})
 	t.Run("copy in and out", func(t *testing.T) {
-		if _, err := conn.Exec(ctx, "CREATE TEMP TABLE copyt (a int, b text)"); err != nil {
+		// Not a temporary table: in transaction mode the next statement may run on
+		// another server connection.
+		table := "copyt_" + mode
+		if _, err := conn.Exec(ctx, "DROP TABLE IF EXISTS "+table+"; CREATE TABLE "+table+" (a int, b text)"); err != nil {
 			t.Fatal(err)
 		}
 		rows := make([][]any, 10000)
 		for i := range rows {
 			rows[i] = []any{i, strings.Repeat("z", i%100)}
 		}
-		n, err := conn.CopyFrom(ctx, pgx.Identifier{"copyt"}, []string{"a", "b"}, pgx.CopyFromRows(rows))
+		n, err := conn.CopyFrom(ctx, pgx.Identifier{table}, []string{"a", "b"}, pgx.CopyFromRows(rows))
 		if err != nil || n != 10000 {
 			t.Fatalf("COPY FROM: %d %v", n, err)
 		}
 		var out strings.Builder
-		tag, err := conn.PgConn().CopyTo(ctx, &out, "COPY copyt TO STDOUT")
+		tag, err := conn.PgConn().CopyTo(ctx, &out, "COPY "+table+" TO STDOUT")
 		if err != nil || tag.RowsAffected() != 10000 || strings.Count(out.String(), "\n") != 10000 {
 			t.Fatalf("COPY TO: %v %v", tag, err)
 		}
@@ -518,6 +530,7 @@ func TestPgxTransparency(t *testing.T) {
 		}
 	})
 	t.Run("errors and notices", func(t *testing.T) {
+		notices = nil
 		_, err := conn.Exec(ctx, "SELECT 1/0")
 		if sqlState(err) != "22012" {
 			t.Fatalf("division by zero: %v", err)

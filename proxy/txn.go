@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -62,6 +63,7 @@ type txState struct {
 	server  *serverConn
 	pending int  // Query/Sync sent and not yet answered by ReadyForQuery
 	dirty   bool // extended-protocol messages sent since the last Sync
+	async   bool // a reader goroutine (serverToClient) reads server's side
 	// parses lists, in order, the Parse messages sent that await ParseComplete: drop is
 	// set for those the proxy injected to re-prepare a statement; sync marks a boundary.
 	parses []parseEntry
@@ -96,14 +98,28 @@ func cstring(b []byte) (string, []byte, bool) {
 
 func appendCString(dst []byte, s string) []byte { return append(append(dst, s...), 0) }
 
+// inlineWait is how long a client's goroutine waits itself for the first byte of the
+// server's answer before handing the wait to a reader goroutine, which leaves it free to
+// watch the client: one that leaves during a long statement is noticed and its server
+// connection closed.
+const inlineWait = 200 * time.Millisecond
+
 // relayTransactions serves c in transaction mode until it leaves.
+//
+// One goroutine does the common case alone: it reads a request from the client, sends it,
+// and reads the answer itself up to ReadyForQuery (no goroutine per transaction, no
+// hand-off between goroutines). A reader goroutine takes the server's side only when the
+// client must be read while the server talks: pipelined requests, Flush, COPY FROM
+// STDIN, or an answer slower than inlineWait.
 func (c *client) relayTransactions(ctx context.Context) {
 	p := c.p
 	tx := &txState{}
 	stmts := map[string]clientStmt{}
 	local := false // an extended-protocol batch answered by the proxy awaits its Sync
+	var in tally
 	var err error
 	defer func() {
+		p.metrics.addIn(&in)
 		tx.mu.Lock()
 		s := tx.server
 		tx.server = nil
@@ -122,8 +138,7 @@ func (c *client) relayTransactions(ctx context.Context) {
 		if err != nil || typ == 'X' {
 			return
 		}
-		p.metrics.bytesIn.Add(float64(n + 5))
-		p.metrics.nBytesIn.Add(int64(n + 5))
+		in.bytes += int64(n + 5)
 		var body []byte
 		switch typ {
 		case 'Q', 'P', 'B', 'D', 'C':
@@ -163,23 +178,78 @@ func (c *client) relayTransactions(ctx context.Context) {
 		if s == nil {
 			local = false
 			tx.mu.Unlock()
+			p.metrics.addIn(&in)
 			s, err = p.checkout(ctx, c)
 			if err != nil {
 				c.fatalLogin(err)
 				return
 			}
 			tx.mu.Lock()
-			tx.server, tx.pending, tx.dirty, tx.parses = s, 0, false, tx.parses[:0]
+			tx.server, tx.pending, tx.dirty, tx.parses, tx.async = s, 0, false, tx.parses[:0], false
 			c.setServer(s) // for cancel requests and SHOW CLIENTS
-			go c.serverToClient(s, tx)
+		}
+		// A request sent while an earlier one is unanswered (pipelining), or a Flush
+		// (answers wanted before Sync): a reader goroutine drains the server while this
+		// one goes on reading the client, lest both sides block on full socket buffers.
+		if !tx.async && (tx.pending > 0 || typ == 'H') {
+			c.handOff(s, tx)
 		}
 		err = c.forwardTxn(s, tx, stmts, typ, n, body)
+		inline := false
 		if err == nil && c.r.Buffered() == 0 {
 			err = s.w.Flush()
+			inline = !tx.async && tx.pending > 0 && !tx.dirty
 		}
 		tx.mu.Unlock()
 		if err != nil {
 			return
+		}
+		if inline {
+			if err = c.awaitInline(s, tx); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// handOff starts a reader goroutine for s's side of the transaction. tx.mu is held, or
+// the caller is the only goroutine that reads s.
+func (c *client) handOff(s *serverConn, tx *txState) {
+	tx.async = true
+	go c.serverToClient(s, tx)
+}
+
+// awaitInline reads s's answer to the request just sent, on the client's goroutine,
+// until ReadyForQuery answers it (s released, or the transaction goes on), unless the
+// answer is slow or COPY FROM STDIN starts: then a reader goroutine takes over.
+func (c *client) awaitInline(s *serverConn, tx *txState) error {
+	var out tally
+	defer c.p.metrics.addOut(&out)
+	if s.br.Buffered() == 0 {
+		// Peek consumes nothing, so a wait cut short by the deadline loses no bytes.
+		_ = s.conn.SetReadDeadline(time.Now().Add(inlineWait))
+		_, err := s.br.Peek(1)
+		_ = s.conn.SetReadDeadline(time.Time{})
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			tx.mu.Lock()
+			c.handOff(s, tx)
+			tx.mu.Unlock()
+			return nil
+		}
+		// Any other error shows again at the next read, below.
+	}
+	for {
+		st, err := c.serverMessage(s, tx, &out)
+		switch {
+		case err != nil:
+			return err
+		case st == msgCopyIn:
+			tx.mu.Lock()
+			c.handOff(s, tx)
+			tx.mu.Unlock()
+			return nil
+		case st != msgMore:
+			return nil
 		}
 	}
 }
@@ -354,104 +424,136 @@ func (c *client) answerLocally(stmts map[string]clientStmt, typ byte, body []byt
 	return false
 }
 
-// serverToClient forwards s's responses until s is released at ReadyForQuery 'I'.
+// serverToClient forwards s's answers until s is released at ReadyForQuery 'I' (or
+// lost), as the reader goroutine of handOff.
 func (c *client) serverToClient(s *serverConn, tx *txState) {
-	p := c.p
+	var out tally
+	defer c.p.metrics.addOut(&out)
 	for {
-		typ, n, err := s.r.Header()
-		if err != nil {
-			tx.mu.Lock()
-			mine := tx.server == s
-			if mine {
-				tx.server = nil
-				c.setServer(nil)
-			}
-			tx.mu.Unlock()
-			if mine {
-				p.discardServer(s)
-				c.fatal("08006", "sepgadm: server connection lost")
-				_ = c.conn.Close()
-			}
+		st, err := c.serverMessage(s, tx, &out)
+		if err != nil || st == msgReleased {
 			return
 		}
-		p.metrics.bytesOut.Add(float64(n + 5))
-		p.metrics.nBytesOut.Add(int64(n + 5))
-		switch typ {
-		case 'Z', '1', 'E', 'S':
-			body, err := s.r.Body(n)
-			if err != nil {
-				continue
-			}
-			tx.mu.Lock()
-			forward := true
-			switch typ {
-			case '1':
-				for len(tx.parses) > 0 && tx.parses[0].sync {
-					tx.parses = tx.parses[1:]
-				}
-				if len(tx.parses) > 0 {
-					forward = !tx.parses[0].drop
-					tx.parses = tx.parses[1:]
-				}
-			case 'E':
-				// The server skips the rest of this extended-protocol batch up to Sync.
-				for len(tx.parses) > 0 && !tx.parses[0].sync {
-					tx.parses = tx.parses[1:]
-				}
-			case 'S':
-				var ps pgproto3.ParameterStatus
-				if ps.Decode(body) == nil {
-					s.params[ps.Name] = ps.Value
-					c.setDesired(ps.Name, ps.Value)
-				}
-			}
-			release := false
-			if typ == 'Z' {
-				if len(tx.parses) > 0 && tx.parses[0].sync {
-					tx.parses = tx.parses[1:]
-				}
-				tx.pending--
-				p.metrics.queries.Inc()
-				p.metrics.nQueries.Add(1)
-				release = tx.pending <= 0 && !tx.dirty && len(body) == 1 && body[0] == 'I'
-			}
-			if forward {
-				c.wmu.Lock()
-				_, err = c.w.Write(frameHeader(typ, len(body)))
-				if err == nil {
-					_, err = c.w.Write(body)
-				}
-				if err == nil && (s.r.Buffered() == 0 || release) {
-					err = c.w.Flush()
-				}
-				c.wmu.Unlock()
-			}
-			if release {
-				tx.server = nil
-				c.setServer(nil)
-				tx.mu.Unlock()
-				if err != nil {
-					p.discardServer(s)
-				} else {
-					p.releaseTxn(s)
-				}
-				return
-			}
-			tx.mu.Unlock()
-			if err != nil {
-				return
-			}
-		default:
-			c.wmu.Lock()
-			err = s.r.CopyBody(c.w, typ, n)
-			if err == nil && s.r.Buffered() == 0 {
-				err = c.w.Flush()
-			}
-			c.wmu.Unlock()
-			if err != nil {
-				return
-			}
+	}
+}
+
+// msgState is what a server message did to the attached transaction.
+type msgState int
+
+const (
+	msgMore     msgState = iota
+	msgAnswered          // ReadyForQuery answered the last request; the transaction goes on
+	msgReleased          // ReadyForQuery 'I' with nothing in flight: s went back to the pool
+	msgCopyIn            // CopyInResponse or CopyBothResponse: the client's data comes next
+)
+
+// serverMessage reads one message from s, updates tx and forwards the message to the
+// client (or drops it, for a Parse the proxy injected), counting it in out. The caller
+// is the one goroutine reading s.
+func (c *client) serverMessage(s *serverConn, tx *txState, out *tally) (msgState, error) {
+	p := c.p
+	typ, n, err := s.r.Header()
+	if err != nil {
+		c.serverLost(s, tx)
+		return msgMore, err
+	}
+	out.bytes += int64(n + 5)
+	switch typ {
+	case 'Z', '1', 'E', 'S':
+	default:
+		c.wmu.Lock()
+		err = s.r.CopyBody(c.w, typ, n)
+		if err == nil && s.r.Buffered() == 0 {
+			err = c.w.Flush()
 		}
+		c.wmu.Unlock()
+		if typ == 'G' || typ == 'W' {
+			return msgCopyIn, err
+		}
+		return msgMore, err
+	}
+	body, err := s.r.Body(n)
+	if err != nil {
+		c.serverLost(s, tx)
+		return msgMore, err
+	}
+	tx.mu.Lock()
+	forward := true
+	switch typ {
+	case '1':
+		for len(tx.parses) > 0 && tx.parses[0].sync {
+			tx.parses = tx.parses[1:]
+		}
+		if len(tx.parses) > 0 {
+			forward = !tx.parses[0].drop
+			tx.parses = tx.parses[1:]
+		}
+	case 'E':
+		// The server skips the rest of this extended-protocol batch up to Sync.
+		for len(tx.parses) > 0 && !tx.parses[0].sync {
+			tx.parses = tx.parses[1:]
+		}
+	case 'S':
+		var ps pgproto3.ParameterStatus
+		if ps.Decode(body) == nil {
+			s.params[ps.Name] = ps.Value
+			c.setDesired(ps.Name, ps.Value)
+		}
+	}
+	st := msgMore
+	if typ == 'Z' {
+		if len(tx.parses) > 0 && tx.parses[0].sync {
+			tx.parses = tx.parses[1:]
+		}
+		tx.pending--
+		out.queries++
+		switch {
+		case tx.pending <= 0 && !tx.dirty && len(body) == 1 && body[0] == 'I':
+			st = msgReleased
+		case tx.pending <= 0:
+			st = msgAnswered
+		}
+	}
+	if forward {
+		c.wmu.Lock()
+		_, err = c.w.Write(frameHeader(typ, len(body)))
+		if err == nil {
+			_, err = c.w.Write(body)
+		}
+		if err == nil && (s.r.Buffered() == 0 || st != msgMore) {
+			err = c.w.Flush()
+		}
+		c.wmu.Unlock()
+	}
+	if st == msgReleased {
+		tx.server = nil
+		c.setServer(nil)
+		tx.mu.Unlock()
+		if err != nil {
+			p.discardServer(s)
+		} else {
+			p.releaseTxn(s)
+		}
+		return st, err
+	}
+	tx.mu.Unlock()
+	return st, err
+}
+
+// serverLost closes s after a read failed, and the client with it when s was still its
+// server (the client's transaction cannot go on elsewhere).
+func (c *client) serverLost(s *serverConn, tx *txState) {
+	tx.mu.Lock()
+	mine := tx.server == s
+	if mine {
+		tx.server = nil
+		c.setServer(nil)
+	}
+	tx.mu.Unlock()
+	if mine {
+		c.p.discardServer(s)
+		c.fatal("08006", "sepgadm: server connection lost")
+		_ = c.conn.Close()
 	}
 }
 

@@ -8,8 +8,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 func TestTransactionModePgbench(t *testing.T) {
@@ -192,6 +194,50 @@ func TestTransactionModeClientVanishingMidTransaction(t *testing.T) {
 	}
 	if got := label(t, b); got != ctxB {
 		t.Errorf("B runs under %q", got)
+	}
+}
+
+// A client that leaves while its statement runs: the relay hands the wait to a reader
+// goroutine after inlineWait, notices the client is gone, and closes the server
+// connection, which ends the backend (PgBouncer does the same).
+func TestTransactionModeClientVanishingDuringSlowStatement(t *testing.T) {
+	h := startProxy(t, "pool_mode = \"transaction\"\n[users.app]\npool_size = 2")
+	ctx := context.Background()
+	a := h.connect(t, "app", "tenant-a")
+	pid := backendPID(t, a)
+	if err := a.PgConn().Conn().SetWriteDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	// Send the statement without waiting for its answer, then vanish. The backend
+	// notices its own client (the proxy) closing only with client_connection_check_interval.
+	q, err := (&pgproto3.Query{String: "SET client_connection_check_interval = 100; SELECT pg_sleep(60)"}).Encode(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.PgConn().Conn().Write(q); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the proxy has sent it and waits for the answer
+	_ = a.PgConn().Conn().Close()
+
+	watch, err := pg.Get(t).Connect(ctx, "postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Close(ctx)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var n int
+		if err := watch.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("backend %d still runs the vanished client's pg_sleep(60) after 10 s", pid)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

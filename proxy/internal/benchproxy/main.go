@@ -14,6 +14,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,13 +37,22 @@ import (
 const poolSize = 20
 
 type target struct {
-	name string
-	port int
+	name, short string
+	port        int
+	pid         int // the pooler's process, whose CPU time per transaction is reported
 	// perClient: run one pgbench per client with application_name bench-N.
 	perClient bool
 }
 
-type point struct{ tps, latency float64 }
+// point is one pgbench run: TPS, mean latency, and the pooler's CPU time (user +
+// system) per transaction in microseconds.
+type point struct{ tps, latency, cpu float64 }
+
+type options struct {
+	seconds, idle, rounds int
+	mode                  string
+	scripts, only         []string
+}
 
 func main() {
 	sepgadm := flag.String("sepgadm", "build/sepgadm", "sepgadm binary")
@@ -51,14 +62,22 @@ func main() {
 	// Debian's PgBouncer 1.18 has no protocol-level prepared statements in transaction
 	// mode (1.21 does), so the race uses the extended protocol without them.
 	mode := flag.String("mode", "extended", "pgbench -M mode")
+	only := flag.String("targets", "", "comma-separated target names to run (default: all; postgres,pgbouncer,untagged,1ctx,Nctx)")
+	scripts := flag.String("scripts", "select-only,tpcb-like", "pgbench built-in scripts")
+	rounds := flag.Int("rounds", 1, "runs per point; the median TPS is reported")
 	flag.Parse()
-	if err := run(*sepgadm, *seconds, *clientList, *idle, *mode); err != nil {
+	o := options{seconds: *seconds, idle: *idle, mode: *mode, rounds: max(*rounds, 1), scripts: strings.Split(*scripts, ",")}
+	if *only != "" {
+		o.only = strings.Split(*only, ",")
+	}
+	if err := run(*sepgadm, *clientList, o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-proxy:", err)
 		os.Exit(1)
 	}
 }
 
-func run(sepgadm string, seconds int, clientList string, idle int, mode string) error {
+func run(sepgadm string, clientList string, o options) error {
+	seconds, idle, mode := o.seconds, o.idle, o.mode
 	ctx := context.Background()
 	var lim syscall.Rlimit
 	_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
@@ -190,40 +209,66 @@ port = %d
 	}
 
 	targets := []target{
-		{name: "postgres", port: c.Port},
-		{name: "pgbouncer", port: pgbPort},
-		{name: "sepgadm untagged", port: plainPort},
-		{name: "sepgadm 1 context", port: tagPort},
-		{name: "sepgadm N contexts", port: tagPort, perClient: true},
+		{name: "postgres", short: "postgres", port: c.Port},
+		{name: "pgbouncer", short: "pgbouncer", port: pgbPort, pid: pgb.Process.Pid},
+		{name: "sepgadm untagged", short: "untagged", port: plainPort, pid: plain.Process.Pid},
+		{name: "sepgadm 1 context", short: "1ctx", port: tagPort, pid: tagged.Process.Pid},
+		{name: "sepgadm N contexts", short: "Nctx", port: tagPort, pid: tagged.Process.Pid, perClient: true},
 	}
+	if o.only != nil {
+		var keep []target
+		for _, tg := range targets {
+			if slices.Contains(o.only, tg.short) {
+				keep = append(keep, tg)
+			}
+		}
+		targets = keep
+	}
+	// Points are interleaved (every target at one client count, then the next count) and
+	// repeated o.rounds times, so drift in the machine's load spreads over all targets.
 	results := map[string]map[string]map[int]point{}
-	for _, script := range []string{"select-only", "tpcb-like"} {
+	for _, script := range o.scripts {
 		results[script] = map[string]map[int]point{}
+		runs := map[string]map[int][]point{}
 		for _, tg := range targets {
 			results[script][tg.name] = map[int]point{}
+			runs[tg.name] = map[int][]point{}
+		}
+		for range o.rounds {
 			for _, n := range clients {
-				host := "127.0.0.1"
-				if tg.name == "postgres" {
-					host = c.SocketDir
+				for _, tg := range targets {
+					host := "127.0.0.1"
+					if tg.name == "postgres" {
+						host = c.SocketDir
+					}
+					cpu0 := cpuSeconds(tg.pid)
+					pt, err := pgbench(host, tg.port, script, mode, n, seconds, tg.perClient)
+					if err != nil {
+						return fmt.Errorf("%s, %s, %d clients: %w", tg.name, script, n, err)
+					}
+					if tg.pid != 0 && pt.tps > 0 {
+						pt.cpu = (cpuSeconds(tg.pid) - cpu0) / (pt.tps * float64(seconds)) * 1e6
+					}
+					runs[tg.name][n] = append(runs[tg.name][n], pt)
+					fmt.Printf("  %-12s %-19s %4d clients: %9.0f tps %8.3f ms %6.1f us pooler CPU/txn\n", script, tg.name, n, pt.tps, pt.latency, pt.cpu)
 				}
-				pt, err := pgbench(host, tg.port, script, mode, n, seconds, tg.perClient)
-				if err != nil {
-					return fmt.Errorf("%s, %s, %d clients: %w", tg.name, script, n, err)
-				}
-				results[script][tg.name][n] = pt
-				fmt.Printf("  %-12s %-19s %4d clients: %9.0f tps %8.3f ms\n", script, tg.name, n, pt.tps, pt.latency)
+			}
+		}
+		for _, tg := range targets {
+			for _, n := range clients {
+				results[script][tg.name][n] = median(runs[tg.name][n])
 			}
 		}
 	}
 
-	fmt.Printf("\nbench-proxy: pgbench -s 10 -M %s, %d s per point, pool size %d, transaction pooling\n", mode, seconds, poolSize)
-	for _, script := range []string{"select-only", "tpcb-like"} {
+	fmt.Printf("\nbench-proxy: pgbench -s 10 -M %s, %d s per point, median of %d, pool size %d, transaction pooling\n", mode, seconds, o.rounds, poolSize)
+	for _, script := range o.scripts {
 		fmt.Printf("\n%s: TPS (mean latency ms)\n", script)
 		fmt.Printf("%8s", "clients")
 		for _, tg := range targets {
 			fmt.Printf(" | %22s", tg.name)
 		}
-		fmt.Printf(" | %14s | %14s | %14s\n", "sepgadm/pgbnc", "1ctx/untagged", "Nctx/untagged")
+		fmt.Printf(" | %14s | %14s | %14s | %14s\n", "untagged/pgbnc", "1ctx/pgbnc", "1ctx/untagged", "Nctx/untagged")
 		for _, n := range clients {
 			fmt.Printf("%8d", n)
 			for _, tg := range targets {
@@ -231,10 +276,21 @@ port = %d
 				fmt.Printf(" | %11.0f (%7.3f)", pt.tps, pt.latency)
 			}
 			r := results[script]
-			fmt.Printf(" | %13.2fx | %13.2fx | %13.2fx\n",
+			fmt.Printf(" | %13.2fx | %13.2fx | %13.2fx | %13.2fx\n",
 				r["sepgadm untagged"][n].tps/r["pgbouncer"][n].tps,
+				r["sepgadm 1 context"][n].tps/r["pgbouncer"][n].tps,
 				r["sepgadm 1 context"][n].tps/r["sepgadm untagged"][n].tps,
 				r["sepgadm N contexts"][n].tps/r["sepgadm untagged"][n].tps)
+		}
+		fmt.Printf("%s: pooler CPU (user + system) per transaction, microseconds\n", script)
+		for _, n := range clients {
+			fmt.Printf("%8d", n)
+			for _, tg := range targets {
+				if tg.pid != 0 {
+					fmt.Printf(" | %s %.1f", tg.short, results[script][tg.name][n].cpu)
+				}
+			}
+			fmt.Println()
 		}
 	}
 	if idle > 0 {
@@ -259,6 +315,13 @@ port = %d
 		}
 	}
 	return nil
+}
+
+// median is the point with the median TPS.
+func median(pts []point) point {
+	s := slices.Clone(pts)
+	slices.SortFunc(s, func(a, b point) int { return cmp.Compare(a.tps, b.tps) })
+	return s[len(s)/2]
 }
 
 var (
@@ -342,6 +405,25 @@ func openIdle(ctx context.Context, port, n int) ([]*pgconn.PgConn, error) {
 }
 
 // rss is a process's resident set in KiB.
+// cpuSeconds is the user + system CPU time pid has used (0 for pid 0).
+func cpuSeconds(pid int) float64 {
+	if pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the parenthesised command: state is field 3, utime 14, stime 15.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (u + st) / 100 // USER_HZ
+}
+
 func rss(pid int) float64 {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
