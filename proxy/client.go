@@ -135,8 +135,9 @@ func (p *Proxy) serveClient(conn net.Conn, idx int) {
 	}
 	c.appName = startup.Params["application_name"]
 	c.params = startup.Params
-	c.r = wire.NewReader(bufio.NewReaderSize(c.conn, 16<<10), cfg.MaxMessageSize)
-	c.w = bufio.NewWriterSize(c.conn, 16<<10)
+	rw := newRawIO(c.conn)
+	c.r = wire.NewReader(bufio.NewReaderSize(rw, 16<<10), cfg.MaxMessageSize)
+	c.w = bufio.NewWriterSize(rw, 16<<10)
 
 	p.mu.Lock()
 	full := len(p.clients) >= cfg.MaxClientConn
@@ -454,9 +455,7 @@ func (p *Proxy) login(ctx context.Context, c *client) (*serverConn, error) {
 // preferring one already labelled for the client, within query_wait_timeout.
 func (p *Proxy) acquireServer(ctx context.Context, c *client) (*serverConn, error) {
 	st := p.state()
-	wctx, cancel := context.WithTimeout(ctx, st.cfg.QueryWaitTimeout.Duration)
-	defer cancel()
-	s, err := p.pool(c.db, c.user).acquire(wctx, c.context, func(ctx context.Context) (*serverConn, error) {
+	s, err := p.pool(c.db, c.user).acquire(ctx, st.cfg.QueryWaitTimeout.Duration, c.context, func(ctx context.Context) (*serverConn, error) {
 		return dialServer(ctx, st.cfg, c.db, c.user, st.serverPassword(c.user))
 	})
 	if err != nil {

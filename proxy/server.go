@@ -23,6 +23,8 @@ import (
 // after login so that the relay can forward raw frames.
 type serverConn struct {
 	conn   net.Conn
+	raw    syscall.RawConn // for alive's non-blocking peek (nil if conn has no fd)
+	peekOK bool            // the last peek found nothing to read
 	r      *wire.Reader
 	br     *bufio.Reader
 	w      *bufio.Writer
@@ -81,10 +83,15 @@ func dialServer(ctx context.Context, cfg *Config, db, user, password string) (*s
 		pc.Close(ctx)
 		return nil, fmt.Errorf("take over server connection: %w", err)
 	}
-	br := bufio.NewReaderSize(h.Conn, 32<<10)
+	rw := newRawIO(h.Conn)
+	br := bufio.NewReaderSize(rw, 32<<10)
 	now := time.Now()
+	var raw syscall.RawConn
+	if sc, ok := h.Conn.(syscall.Conn); ok {
+		raw, _ = sc.SyscallConn()
+	}
 	return &serverConn{
-		conn: h.Conn, br: br, r: wire.NewReader(br, cfg.MaxMessageSize), w: bufio.NewWriterSize(h.Conn, 32<<10),
+		conn: h.Conn, raw: raw, br: br, r: wire.NewReader(br, cfg.MaxMessageSize), w: bufio.NewWriterSize(rw, 32<<10),
 		pid: h.PID, secret: h.SecretKey, params: h.ParameterStatuses, prepared: map[string]bool{},
 		created: now, lastUsed: now, state: "idle",
 	}, nil
@@ -112,23 +119,20 @@ func (s *serverConn) alive() bool {
 	if s.br.Buffered() > 0 {
 		return false
 	}
-	sc, ok := s.conn.(syscall.Conn)
-	if !ok {
+	if s.raw == nil {
 		return true
 	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	alive := false
+	err := s.raw.Read(s.peek)
+	return err == nil && s.peekOK
+}
+
+// peek is alive's read callback: data (a FATAL) or end of stream means the backend is
+// gone; EAGAIN, all quiet. It never waits for readiness.
+func (s *serverConn) peek(fd uintptr) bool {
 	var buf [1]byte
-	err = raw.Read(func(fd uintptr) bool {
-		// Data (a FATAL) or end of stream means the backend is gone; EAGAIN, all quiet.
-		_, _, rerr := unix.Recvfrom(int(fd), buf[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		alive = rerr == unix.EAGAIN || rerr == unix.EWOULDBLOCK
-		return true // never wait for readiness
-	})
-	return err == nil && alive
+	_, _, err := unix.Recvfrom(int(fd), buf[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+	s.peekOK = err == unix.EAGAIN || err == unix.EWOULDBLOCK
+	return true
 }
 
 // serverError is an ErrorResponse from the server during a call the proxy made itself.
@@ -255,8 +259,20 @@ func newPool(k poolKey, size int) *pool {
 var errPoolTimeout = errors.New("query_wait_timeout: no server connection became free")
 
 // acquire returns an idle connection (preferring one already labelled want) or opens a
-// new one while the pool is below its size; otherwise it waits.
-func (p *pool) acquire(ctx context.Context, want string, open func(context.Context) (*serverConn, error)) (*serverConn, error) {
+// new one while the pool is below its size; otherwise it waits, for at most timeout in
+// all (dialing included). The timer is only made when the pool has nothing idle.
+func (p *pool) acquire(ctx context.Context, timeout time.Duration, want string, open func(context.Context) (*serverConn, error)) (*serverConn, error) {
+	var cancel context.CancelFunc
+	defer func() {
+		if cancel != nil {
+			cancel()
+		}
+	}()
+	bound := func() {
+		if cancel == nil {
+			ctx, cancel = context.WithTimeout(ctx, timeout)
+		}
+	}
 	for {
 		p.mu.Lock()
 		if !p.paused && len(p.idle) > 0 {
@@ -283,6 +299,7 @@ func (p *pool) acquire(ctx context.Context, want string, open func(context.Conte
 		if !p.paused && len(p.all)+p.opening < p.size {
 			p.opening++
 			p.mu.Unlock()
+			bound()
 			s, err := open(ctx)
 			p.mu.Lock()
 			p.opening--
@@ -300,6 +317,7 @@ func (p *pool) acquire(ctx context.Context, want string, open func(context.Conte
 		ch := make(chan struct{})
 		p.waiters = append(p.waiters, ch)
 		p.mu.Unlock()
+		bound()
 		select {
 		case <-ch:
 		case <-ctx.Done():

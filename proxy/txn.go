@@ -117,6 +117,13 @@ func (c *client) relayTransactions(ctx context.Context) {
 	stmts := map[string]clientStmt{}
 	local := false // an extended-protocol batch answered by the proxy awaits its Sync
 	var in tally
+	// clean is the last query text that needed nothing (not refused, no session-only
+	// feature, no search_path) under that configuration: clients such as pgbench
+	// -M extended send the same Parse again and again.
+	var clean struct {
+		sql string
+		st  *state
+	}
 	var err error
 	defer func() {
 		p.metrics.addIn(&in)
@@ -146,8 +153,8 @@ func (c *client) relayTransactions(ctx context.Context) {
 				return
 			}
 		}
-		if typ == 'Q' || typ == 'P' {
-			sql := wire.QueryText(typ, body)
+		if q := wire.QueryBytes(typ, body); q != nil && (string(q) != clean.sql || p.state() != clean.st) {
+			sql := string(q)
 			if p.forbidden(sql) {
 				p.metrics.refusedCalls.Inc()
 				c.fatal("42501", "sepgadm: statements that call the switch function are refused")
@@ -162,10 +169,12 @@ func (c *client) relayTransactions(ctx context.Context) {
 					c.fatal("0A000", "sepgadm: "+what+" cannot work in transaction pooling mode")
 					return
 				}
-			} else if typ == 'Q' && containsFold(sql, "search_path") {
-				if m := setSearchPathRE.FindStringSubmatch(sql); m != nil {
+			} else if containsFold(sql, "search_path") {
+				if m := setSearchPathRE.FindStringSubmatch(sql); m != nil && typ == 'Q' {
 					c.setDesired("search_path", m[1])
 				}
+			} else {
+				clean.sql, clean.st = sql, p.state()
 			}
 		}
 

@@ -177,20 +177,23 @@ func AppendMessage(dst []byte, typ byte, body []byte) []byte {
 }
 
 // QueryText returns the SQL of a Query ('Q') body or of a Parse ('P') body, or "".
-func QueryText(typ byte, body []byte) string {
+func QueryText(typ byte, body []byte) string { return string(QueryBytes(typ, body)) }
+
+// QueryBytes is QueryText without the copy: it aliases body.
+func QueryBytes(typ byte, body []byte) []byte {
 	switch typ {
 	case 'Q':
 		if i := bytes.IndexByte(body, 0); i >= 0 {
-			return string(body[:i])
+			return body[:i]
 		}
 	case 'P':
 		// Parse: statement name, query string, ...
 		if i := bytes.IndexByte(body, 0); i >= 0 {
 			rest := body[i+1:]
 			if j := bytes.IndexByte(rest, 0); j >= 0 {
-				return string(rest[:j])
+				return rest[:j]
 			}
 		}
 	}
-	return ""
+	return nil
 }
