@@ -11,6 +11,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -130,7 +131,7 @@ func (s *serverConn) alive() bool {
 // gone; EAGAIN, all quiet. It never waits for readiness.
 func (s *serverConn) peek(fd uintptr) bool {
 	var buf [1]byte
-	_, _, err := unix.Recvfrom(int(fd), buf[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+	_, _, err := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&buf[0])), 1, unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
 	s.peekOK = err == unix.EAGAIN || err == unix.EWOULDBLOCK
 	return true
 }

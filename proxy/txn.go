@@ -117,13 +117,11 @@ func (c *client) relayTransactions(ctx context.Context) {
 	stmts := map[string]clientStmt{}
 	local := false // an extended-protocol batch answered by the proxy awaits its Sync
 	var in tally
-	// clean is the last query text that needed nothing (not refused, no session-only
-	// feature, no search_path) under that configuration: clients such as pgbench
-	// -M extended send the same Parse again and again.
-	var clean struct {
-		sql string
-		st  *state
-	}
+	// clean holds query texts that needed nothing (not refused, no session-only feature,
+	// no search_path) under configuration cleanSt: clients send the same few statements
+	// again and again (pgbench -M extended parses each one every time).
+	clean := map[string]struct{}{}
+	var cleanSt *state
 	var err error
 	defer func() {
 		p.metrics.addIn(&in)
@@ -153,7 +151,7 @@ func (c *client) relayTransactions(ctx context.Context) {
 				return
 			}
 		}
-		if q := wire.QueryBytes(typ, body); q != nil && (string(q) != clean.sql || p.state() != clean.st) {
+		if q := wire.QueryBytes(typ, body); q != nil && !c.knownClean(clean, &cleanSt, q) {
 			sql := string(q)
 			if p.forbidden(sql) {
 				p.metrics.refusedCalls.Inc()
@@ -173,8 +171,8 @@ func (c *client) relayTransactions(ctx context.Context) {
 				if m := setSearchPathRE.FindStringSubmatch(sql); m != nil && typ == 'Q' {
 					c.setDesired("search_path", m[1])
 				}
-			} else {
-				clean.sql, clean.st = sql, p.state()
+			} else if len(clean) < maxCleanQueries && len(sql) <= maxCleanQueryLen {
+				clean[sql] = struct{}{}
 			}
 		}
 
@@ -219,6 +217,24 @@ func (c *client) relayTransactions(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// A client's set of clean query texts stays small: a few dozen statements of modest size.
+const (
+	maxCleanQueries  = 64
+	maxCleanQueryLen = 4096
+)
+
+// knownClean reports whether q is in clean, emptying clean first when the configuration
+// changed since it was filled (a reload may rename the switch function).
+func (c *client) knownClean(clean map[string]struct{}, st **state, q []byte) bool {
+	if cur := c.p.state(); cur != *st {
+		clear(clean)
+		*st = cur
+		return false
+	}
+	_, ok := clean[string(q)]
+	return ok
 }
 
 // handOff starts a reader goroutine for s's side of the transaction. tx.mu is held, or
