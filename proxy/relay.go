@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"errors"
 	"net"
 	"os"
@@ -84,7 +85,7 @@ func (c *client) relay(s *serverConn) (clean bool) {
 				if typ == 'Q' {
 					pending.Add(1)
 				}
-				if _, err := s.w.Write(frameHeader(typ, n)); err != nil {
+				if err := frameHeader(s.w, typ, n); err != nil {
 					return err
 				}
 				if _, err := s.w.Write(body); err != nil {
@@ -136,7 +137,12 @@ var (
 	errForbidden = errors.New("client statement calls the switch function")
 )
 
-func frameHeader(typ byte, n int) []byte {
+// frameHeader writes the 5-byte header of a frame of type typ with an n-byte body.
+func frameHeader(w *bufio.Writer, typ byte, n int) error {
 	l := uint32(n + 4)
-	return []byte{typ, byte(l >> 24), byte(l >> 16), byte(l >> 8), byte(l)}
+	_ = w.WriteByte(typ)
+	_ = w.WriteByte(byte(l >> 24))
+	_ = w.WriteByte(byte(l >> 16))
+	_ = w.WriteByte(byte(l >> 8))
+	return w.WriteByte(byte(l))
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"os"
 	"regexp"
 	"strings"
@@ -283,7 +282,7 @@ func (c *client) awaitInline(s *serverConn, tx *txState) error {
 // re-preparing them where the client has landed. tx.mu is held.
 func (c *client) forwardTxn(s *serverConn, tx *txState, stmts map[string]clientStmt, typ byte, n int, body []byte) error {
 	write := func(t byte, b []byte) error {
-		if _, err := s.w.Write(frameHeader(t, len(b))); err != nil {
+		if err := frameHeader(s.w, t, len(b)); err != nil {
 			return err
 		}
 		_, err := s.w.Write(b)
@@ -541,7 +540,7 @@ func (c *client) serverMessage(s *serverConn, tx *txState, out *tally) (msgState
 	}
 	if forward {
 		c.wmu.Lock()
-		_, err = c.w.Write(frameHeader(typ, len(body)))
+		err = frameHeader(c.w, typ, len(body))
 		if err == nil {
 			_, err = c.w.Write(body)
 		}
@@ -655,11 +654,15 @@ func (c *client) replaySQL(s *serverConn) string {
 		if !ok || s.params[k] == v {
 			continue
 		}
+		b.WriteString("SET ")
+		b.WriteString(k)
+		b.WriteString(" TO ")
 		if k == "search_path" {
-			fmt.Fprintf(&b, "SET search_path TO %s;", v) // as the client wrote it
-			continue
+			b.WriteString(v) // as the client wrote it
+		} else {
+			b.WriteString(quoteLiteral(v))
 		}
-		fmt.Fprintf(&b, "SET %s TO %s;", k, quoteLiteral(v))
+		b.WriteString(";")
 	}
 	return b.String()
 }

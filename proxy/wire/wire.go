@@ -107,6 +107,7 @@ type Reader struct {
 	max int
 	buf []byte
 	hdr [5]byte
+	out [5]byte // CopyBody's header, here so that it is not allocated per frame
 }
 
 // NewReader reads frames from r, refusing any message body over max bytes.
@@ -159,10 +160,21 @@ func (r *Reader) Message() (typ byte, body []byte, err error) {
 // CopyBody forwards the n-byte body of the frame just read by Header to w, after
 // writing its header, without buffering it whole.
 func (r *Reader) CopyBody(w io.Writer, typ byte, n int) error {
-	var hdr [5]byte
-	hdr[0] = typ
-	binary.BigEndian.PutUint32(hdr[1:], uint32(n+4))
-	if _, err := w.Write(hdr[:]); err != nil {
+	r.out[0] = typ
+	binary.BigEndian.PutUint32(r.out[1:], uint32(n+4))
+	if _, err := w.Write(r.out[:]); err != nil {
+		return err
+	}
+	if n <= r.r.Size() {
+		// The common, small frame: straight from the read buffer, nothing allocated.
+		b, err := r.r.Peek(n)
+		if err != nil {
+			return err
+		}
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+		_, err = r.r.Discard(n)
 		return err
 	}
 	_, err := io.CopyN(w, r.r, int64(n))
