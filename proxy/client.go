@@ -55,6 +55,7 @@ type client struct {
 
 	smu    sync.Mutex
 	server *serverConn
+	pool   *pool // the client's (database, user) pool, once looked up
 	killed atomic.Bool
 
 	// desired are the tracked settings the client expects (transaction mode).
@@ -455,7 +456,10 @@ func (p *Proxy) login(ctx context.Context, c *client) (*serverConn, error) {
 // preferring one already labelled for the client, within query_wait_timeout.
 func (p *Proxy) acquireServer(ctx context.Context, c *client) (*serverConn, error) {
 	st := p.state()
-	s, err := p.pool(c.db, c.user).acquire(ctx, st.cfg.QueryWaitTimeout.Duration, c.context, func(ctx context.Context) (*serverConn, error) {
+	if c.pool == nil {
+		c.pool = p.pool(c.db, c.user) // pools live as long as the proxy
+	}
+	s, err := c.pool.acquire(ctx, st.cfg.QueryWaitTimeout.Duration, c.context, func(ctx context.Context) (*serverConn, error) {
 		return dialServer(ctx, st.cfg, c.db, c.user, st.serverPassword(c.user))
 	})
 	if err != nil {
