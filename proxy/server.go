@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -249,7 +250,7 @@ type pool struct {
 	idle    []*serverConn
 	all     map[*serverConn]struct{}
 	opening int
-	waiters []chan struct{}
+	waiters []chan *serverConn // each buffered (1): a connection, or nil to retry
 	paused  bool
 }
 
@@ -315,49 +316,72 @@ func (p *pool) acquire(ctx context.Context, timeout time.Duration, want string, 
 			p.mu.Unlock()
 			return s, nil
 		}
-		ch := make(chan struct{})
+		// Wait for a connection handed over by release (nil: retry, something changed).
+		ch := make(chan *serverConn, 1)
 		p.waiters = append(p.waiters, ch)
 		p.mu.Unlock()
 		bound()
+		var s *serverConn
 		select {
-		case <-ch:
+		case s = <-ch:
 		case <-ctx.Done():
 			p.mu.Lock()
-			for i, w := range p.waiters {
-				if w == ch {
-					p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
-					break
-				}
+			i := slices.Index(p.waiters, ch)
+			if i >= 0 {
+				p.waiters = slices.Delete(p.waiters, i, i+1)
 			}
 			p.mu.Unlock()
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return nil, errPoolTimeout
+			if i >= 0 {
+				if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+					return nil, errPoolTimeout
+				}
+				return nil, ctx.Err()
 			}
-			return nil, ctx.Err()
+			s = <-ch // handed over just as the wait ended: take it
 		}
+		if s == nil {
+			continue
+		}
+		if !s.alive() {
+			p.mu.Lock()
+			delete(p.all, s)
+			p.wakeOne()
+			p.mu.Unlock()
+			s.close()
+			continue
+		}
+		return s, nil
 	}
 }
 
 // wakeOne lets one waiter retry. p.mu must be held.
 func (p *pool) wakeOne() {
 	if len(p.waiters) > 0 {
-		close(p.waiters[0])
+		p.waiters[0] <- nil
 		p.waiters = p.waiters[1:]
 	}
 }
 
-// release returns s to the pool, or closes it when it cannot be reused.
+// release returns s to the pool, or closes it when it cannot be reused. A reusable
+// connection goes straight to the longest waiter, if any: one wake-up, and no client
+// that arrives meanwhile can take it first.
 func (p *pool) release(s *serverConn, reusable bool, lifetime time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !reusable || time.Since(s.created) > lifetime {
+	switch {
+	case !reusable || time.Since(s.created) > lifetime:
 		delete(p.all, s)
 		s.close()
-	} else {
+		p.wakeOne()
+	case len(p.waiters) > 0 && !p.paused:
+		s.setState("active")
+		p.waiters[0] <- s
+		p.waiters = p.waiters[1:]
+	default:
 		s.setState("idle")
 		p.idle = append(p.idle, s)
+		p.wakeOne()
 	}
-	p.wakeOne()
 }
 
 // reap closes idle connections past the idle timeout or their lifetime.
