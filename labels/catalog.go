@@ -1,10 +1,11 @@
 package labels
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -79,7 +80,7 @@ UNION ALL
 SELECT 'db_procedure', cur.db || '.' || quote_ident(n.nspname) || '.' || quote_ident(p.proname),
        CASE p.prokind WHEN 'a' THEN 'AGGREGATE' WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END,
        quote_ident(n.nspname) || '.' || quote_ident(p.proname) || '(' ||
-         CASE WHEN p.prokind = 'a' AND pg_catalog.pg_get_function_identity_arguments(p.oid) = '' THEN '*'
+         CASE WHEN p.prokind = 'a' THEN coalesce(nullif(pg_catalog.pg_get_function_identity_arguments(p.oid), ''), '*')
               ELSE pg_catalog.pg_get_function_identity_arguments(p.oid) END || ')',
        coalesce(l.label, ''), false, 'PROC ' || p.oid
   FROM cur, pg_catalog.pg_proc p
@@ -105,17 +106,17 @@ func Objects(ctx context.Context, conn *pgx.Conn) ([]Object, error) {
 	return objs, nil
 }
 
-// SortObjects orders objects by class (restorecon's order), then key, then target.
+// SortObjects orders objects by class (restorecon's order), then key, then target
+// (unique together, so the order is total).
 func SortObjects(objs []Object) {
-	sort.SliceStable(objs, func(i, j int) bool {
-		a, b := objs[i], objs[j]
+	slices.SortFunc(objs, func(a, b Object) int {
 		if ra, rb := classRank(a.Class), classRank(b.Class); ra != rb {
-			return ra < rb
+			return cmp.Compare(ra, rb)
 		}
-		if a.Key != b.Key {
-			return a.Key < b.Key
+		if c := strings.Compare(a.Key, b.Key); c != 0 {
+			return c
 		}
-		return a.Target < b.Target
+		return strings.Compare(a.Target, b.Target)
 	})
 }
 

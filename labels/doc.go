@@ -19,8 +19,11 @@
 //   - Drift is decided on the exact label strings in pg_seclabel, as the server stores
 //     them: "s0:c1,c0" and "s0:c0,c1" are the same level but different strings, and
 //     sepgsql_restorecon would rewrite one to the other.
-//   - Dropped columns are left out (SECURITY LABEL cannot name them), although
-//     sepgsql_restorecon still relabels their pg_attribute rows.
+//   - Dropped columns are left out of Objects, so of plans, applies and the restorecon
+//     dry run's diff alike: SECURITY LABEL cannot name them ("column does not exist")
+//     and no access check reads their label. sepgsql_restorecon does relabel them (lab:
+//     DROP COLUMN deletes the label, restorecon writes a new one under the key
+//     db.schema.table."........pg.dropped.N........", and warns when no line matches).
 //   - The spec path given to Restorecon is opened by the server process (postgresql_t):
 //     a file it may not read fails with "failed to initialize labeling handle"; files
 //     under /var/lib/postgresql work.

@@ -1,6 +1,7 @@
 package labels
 
 import (
+	"strings"
 	"unicode"
 	"unicode/utf8"
 )
@@ -182,4 +183,44 @@ func classMatch(class string, r rune) bool {
 		return r >= '0' && r <= '9' || r >= 'a' && r <= 'f' || r >= 'A' && r <= 'F'
 	}
 	return false
+}
+
+// pattern is a spec pattern made ready for matching many keys. One of only literal
+// characters and '*' (the common "*.public.*") is matched segment by segment with
+// strings.Index; anything else, and any key that is not valid UTF-8, goes to fnmatch.
+type pattern struct {
+	text string
+	segs []string // text split at '*'; nil when fnmatch must decide
+}
+
+func compilePattern(p string) pattern {
+	if strings.ContainsAny(p, `?[\`) || !utf8.ValidString(p) {
+		return pattern{text: p}
+	}
+	return pattern{text: p, segs: strings.Split(p, "*")}
+}
+
+// match reports what fnmatch(p.text, name) would.
+func (p pattern) match(name string) bool {
+	if p.segs == nil || !utf8.ValidString(name) {
+		return fnmatch(p.text, name)
+	}
+	if len(p.segs) == 1 {
+		return name == p.text
+	}
+	first, last := p.segs[0], p.segs[len(p.segs)-1]
+	if len(name) < len(first)+len(last) || !strings.HasPrefix(name, first) || !strings.HasSuffix(name, last) {
+		return false
+	}
+	// Between the fixed ends, each middle segment at its leftmost place after the one
+	// before: if any placement works, that one does.
+	rest := name[len(first) : len(name)-len(last)]
+	for _, s := range p.segs[1 : len(p.segs)-1] {
+		i := strings.Index(rest, s)
+		if i < 0 {
+			return false
+		}
+		rest = rest[i+len(s):]
+	}
+	return true
 }

@@ -52,8 +52,13 @@ func FuzzParseSpec(f *testing.F) {
 				t.Fatalf("rule with a bad context %q: %v", r.Context, err)
 			}
 		}
+		m := spec.matcher()
 		for _, class := range Classes {
-			spec.Lookup(class, key)
+			r1, ok1 := spec.Lookup(class, key)
+			r2, ok2 := m.lookup(class, key)
+			if ok1 != ok2 || r1 != r2 {
+				t.Fatalf("compiled lookup of %s %q = %v %v, Lookup = %v %v", class, key, r2, ok2, r1, ok1)
+			}
 		}
 	})
 }
@@ -63,8 +68,14 @@ func FuzzFnmatch(f *testing.F) {
 	f.Add("*.s1.t[!0-9]", "db.s1.tx")
 	f.Add("[[:alpha:]\\]]*?", "a]b")
 	f.Add("\\", "\\")
+	f.Add("*.pg_catalog.*.*", "db.pg_catalog.pg_class.relname")
+	f.Add("a*a*a", "aaaa")
+	f.Add("*é*", "xé")
 	f.Fuzz(func(t *testing.T, pattern, name string) {
-		fnmatch(pattern, name)
+		want := fnmatch(pattern, name)
+		if got := compilePattern(pattern).match(name); got != want {
+			t.Fatalf("compiled %q matches %q = %v, fnmatch says %v", pattern, name, got, want)
+		}
 		if p, ok := EscapePattern(name); ok && !fnmatch(p, name) {
 			t.Fatalf("escaped pattern %q does not match %q", p, name)
 		}

@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"sort"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/sys/unix"
 
 	"github.com/sepgadm/sepgadm/lab"
 	"github.com/sepgadm/sepgadm/labels"
@@ -50,6 +53,8 @@ CREATE FUNCTION public.f(text) RETURNS int LANGUAGE sql AS 'SELECT 2';
 CREATE FUNCTION "MiXed"."Fn"(a int, b int DEFAULT 0) RETURNS int LANGUAGE sql AS 'SELECT 3';
 CREATE PROCEDURE s1.pr() LANGUAGE sql AS 'SELECT 1';
 CREATE AGGREGATE public.ag(int) (sfunc = int4pl, stype = int);
+CREATE TABLE public.dropcol (a int, gone int, b int);
+ALTER TABLE public.dropcol DROP COLUMN gone;
 `
 
 // The spec touches every class; its db_database line names only the lab's databases,
@@ -251,6 +256,56 @@ func TestPlanEqualsRestoreconDryRun(t *testing.T) {
 	if diff := cmp.Diff(before, objects(t, labDB)); diff != "" {
 		t.Errorf("the dry run changed labels (-before +after):\n%s", head(diff))
 	}
+	// public.dropcol has a dropped column: neither the plan nor the dry run names it
+	// (SECURITY LABEL cannot, and the catalog diff of the dry run leaves it out as well).
+	if !contains(planLines, `Would relabel db_column "LabelLab".public.dropcol.b from system_u:object_r:sepgsql_table_t:s0 to system_u:object_r:sepgsql_table_t:s0:c4`) {
+		t.Error("plan lacks the live column after a dropped one")
+	}
+	for _, l := range append(planLines, dryLines...) {
+		if strings.Contains(l, "pg.dropped") {
+			t.Errorf("a dropped column is listed: %q", l)
+		}
+	}
+}
+
+// What sepgsql_restorecon does with a dropped column, which labels plan leaves out:
+// DROP COLUMN deletes the column's label, restorecon gives its leftover pg_attribute row
+// a new one (key "db.schema.table.\"........pg.dropped.N........\""), and SECURITY LABEL
+// cannot name that column, so apply could not do the same; no access check ever reads
+// the label of a dropped column.
+func TestRestoreconLabelsDroppedColumns(t *testing.T) {
+	labSetup(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	const q = `SELECT coalesce(l.label, '') FROM pg_attribute a
+		LEFT JOIN pg_seclabel l ON l.provider = 'selinux' AND l.classoid = 'pg_class'::regclass AND l.objoid = a.attrelid AND l.objsubid = a.attnum
+		WHERE a.attrelid = 'public.dropcol'::regclass AND a.attisdropped`
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	var before, after string
+	if err := tx.QueryRow(ctx, q).Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT sepgsql_restorecon($1)", specPath); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.QueryRow(ctx, q).Scan(&after); err != nil {
+		t.Fatal(err)
+	}
+	if before != "" || after != "system_u:object_r:sepgsql_table_t:s0:c4" {
+		t.Errorf("dropped column's label: %q before restorecon, %q after; want none, then the spec's db_column * label", before, after)
+	}
+	_, err = tx.Exec(ctx, `SECURITY LABEL FOR selinux ON COLUMN public.dropcol."........pg.dropped.2........" IS 'system_u:object_r:sepgsql_table_t:s0'`)
+	if err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("SECURITY LABEL on a dropped column: %v, want does not exist", err)
+	}
 }
 
 func contains(list []string, s string) bool {
@@ -425,4 +480,170 @@ func TestRestoreconRunsAndTranslate(t *testing.T) {
 	if tr.stdout != "s0-s0:c0.c1023\ts0-s0:c0.c1023\n" { // mcstrans is not running in the lab
 		t.Errorf("translate = %q", tr.stdout)
 	}
+}
+
+// allSpec names objects of two databases only: every other database of the cluster
+// matches no line, so --all-dbs runs leave them alone (restorecon only warns there).
+const allSpec = `db_database "LabelLab"               system_u:object_r:sepgsql_db_t:s0:c2
+db_database labels_other             system_u:object_r:sepgsql_db_t:s0:c2
+db_table    "LabelLab".public.t1     system_u:object_r:sepgsql_ro_table_t:s0:c2
+db_table    labels_other.public.o1   system_u:object_r:sepgsql_ro_table_t:s0:c2
+db_column   labels_other.public.o1.a system_u:object_r:sepgsql_ro_table_t:s0:c2
+`
+
+// --all-dbs walks every database that accepts connections: plan equals the restorecon
+// dry run over all of them, apply relabels each in its own transaction, check is then
+// clean, and ls --type lists what apply labelled, database by database. Last in the
+// file: it relabels "LabelLab" and puts the system labels back at the end.
+func TestAllDatabases(t *testing.T) {
+	labSetup(t)
+	psql(t, "postgres", "DROP DATABASE IF EXISTS labels_other")
+	psql(t, "postgres", "CREATE DATABASE labels_other")
+	defer psql(t, "postgres", "DROP DATABASE labels_other")
+	psql(t, "labels_other", "CREATE TABLE public.o1 (a int, b int)")
+	spec := "/var/lib/postgresql/labels-all.spec"
+	if err := os.WriteFile(spec, []byte(allSpec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := exec.Command("restorecon", spec).Run(); err != nil {
+		t.Fatal(err)
+	}
+	postgres := lab.DSN("postgres")
+
+	plan := sepgadm(t, "", "labels", "plan", "-d", postgres, "--all-dbs", "-f", spec)
+	mustOK(t, plan, "labels plan --all-dbs")
+	dry := sepgadm(t, "", "restorecon", "-d", postgres, "--all-dbs", "--specfile", spec, "--dry-run", "--quiet-warnings")
+	mustOK(t, dry, "restorecon --all-dbs --dry-run")
+	planLines := lines(plan.stdout)
+	if diff := cmp.Diff(lines(dry.stdout), planLines); diff != "" {
+		t.Errorf("labels plan --all-dbs differs from restorecon --all-dbs --dry-run (-restorecon +plan):\n%s", head(diff))
+	}
+	for _, want := range []string{
+		`Would relabel db_database "LabelLab" from `,
+		`Would relabel db_database labels_other from system_u:object_r:sepgsql_db_t:s0 to system_u:object_r:sepgsql_db_t:s0:c2`,
+		`Would relabel db_table "LabelLab".public.t1 from `,
+		`Would relabel db_table labels_other.public.o1 from system_u:object_r:sepgsql_table_t:s0 to system_u:object_r:sepgsql_ro_table_t:s0:c2`,
+		`Would relabel db_column labels_other.public.o1.a from system_u:object_r:sepgsql_table_t:s0 to system_u:object_r:sepgsql_ro_table_t:s0:c2`,
+	} {
+		n := 0
+		for _, l := range planLines {
+			if strings.HasPrefix(l, want) {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("%d plan lines start with %q, want 1 (each database once, though every database lists them all)", n, want)
+		}
+	}
+
+	apply := sepgadm(t, "", "labels", "apply", "-d", postgres, "--all-dbs", "-f", spec)
+	mustOK(t, apply, "labels apply --all-dbs")
+	// The databases' own labels go with the first database walked ("LabelLab" sorts first).
+	for _, want := range []string{"database LabelLab: relabeled 3 objects", "database labels_other: relabeled 2 objects", "database postgres: nothing to relabel"} {
+		if !strings.Contains(apply.stdout, want) {
+			t.Errorf("apply --all-dbs report lacks %q:\n%s", want, apply.stdout)
+		}
+	}
+	mustOK(t, sepgadm(t, "", "labels", "check", "-d", postgres, "--all-dbs", "-f", spec), "check --all-dbs after apply")
+	if r := sepgadm(t, "", "restorecon", "-d", postgres, "--all-dbs", "--specfile", spec, "--dry-run", "--quiet-warnings"); r.code != 0 || r.stdout != "" {
+		t.Errorf("restorecon --all-dbs --dry-run after apply: exit %d, would still change:\n%s", r.code, head(r.stdout))
+	}
+
+	ls := sepgadm(t, "", "labels", "ls", "-d", postgres, "--all-dbs", "--type", "sepgsql_ro_table_t", "-o", "csv")
+	mustOK(t, ls, "labels ls --all-dbs --type")
+	var got []string
+	for _, l := range lines(ls.stdout) {
+		if !strings.HasPrefix(l, "database,") && !strings.Contains(l, ":sepgsql_ro_table_t:") {
+			t.Errorf("ls --type sepgsql_ro_table_t listed %q", l)
+		}
+		if strings.HasPrefix(l, "labels_other,") || strings.Contains(l, ",db_table,\"\"\"LabelLab\"\".public.t1\",") {
+			got = append(got, l)
+		}
+	}
+	want := []string{
+		`LabelLab,db_table,"""LabelLab"".public.t1",TABLE public.t1,system_u:object_r:sepgsql_ro_table_t:s0:c2`,
+		`labels_other,db_column,labels_other.public.o1.a,COLUMN public.o1.a,system_u:object_r:sepgsql_ro_table_t:s0:c2`,
+		`labels_other,db_table,labels_other.public.o1,TABLE public.o1,system_u:object_r:sepgsql_ro_table_t:s0:c2`,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ls --all-dbs --type (-want +got):\n%s", diff)
+	}
+
+	// The real restorecon over all databases with the same spec then changes nothing.
+	rc := sepgadm(t, "", "restorecon", "-d", postgres, "--all-dbs", "--specfile", spec, "-v", "--quiet-warnings")
+	mustOK(t, rc, "restorecon --all-dbs")
+	if rc.stdout != "" || !strings.Contains(rc.stderr, "restorecon: 0 objects relabeled") {
+		t.Errorf("restorecon --all-dbs after apply: stdout %q, stderr %q", head(rc.stdout), head(rc.stderr))
+	}
+	mustOK(t, sepgadm(t, "", "restorecon", "-d", dsn, "--quiet-warnings"), "back to the system labels")
+}
+
+// The progress bar of a large apply goes to stderr when it is a terminal, and nothing
+// of it when stderr is a pipe.
+func TestApplyProgressOnlyOnATerminal(t *testing.T) {
+	labSetup(t)
+	// Over a thousand changes: every column and function of the database gets c6.
+	spec := t.TempDir() + "/progress.spec"
+	os.WriteFile(spec, []byte("db_column * system_u:object_r:sepgsql_table_t:s0:c6\ndb_procedure * system_u:object_r:sepgsql_proc_exec_t:s0:c6\n"), 0o644)
+	piped := sepgadm(t, "", "labels", "apply", "-d", dsn, "-f", spec)
+	mustOK(t, piped, "apply with stderr a pipe")
+	if !strings.Contains(piped.stdout, "database LabelLab: relabeled ") || piped.stderr != "" {
+		t.Errorf("apply with stderr a pipe: stdout %q, stderr %q; want the report and an empty stderr", piped.stdout, head(piped.stderr))
+	}
+	n := strings.TrimSuffix(strings.TrimPrefix(piped.stdout, "database LabelLab: relabeled "), "\n")
+	n, _, _ = strings.Cut(n, " ")
+
+	// Now with c7 (so everything changes again) and stderr on a pseudo-terminal.
+	os.WriteFile(spec, []byte("db_column * system_u:object_r:sepgsql_table_t:s0:c7\ndb_procedure * system_u:object_r:sepgsql_proc_exec_t:s0:c7\n"), 0o644)
+	ptmx, pts, err := openPTY()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx.Close()
+	cmd := exec.Command("sepgadm", "labels", "apply", "-d", dsn, "-f", spec)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, pts
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pts.Close()
+	tty := make(chan string)
+	go func() {
+		b, _ := io.ReadAll(ptmx) // EIO once the child has gone and closed its end
+		tty <- string(b)
+	}()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("apply with stderr a terminal: %v\n%s", err, out.String())
+	}
+	bar := <-tty
+	if !strings.Contains(bar, "relabel LabelLab") || !strings.Contains(bar, "100%") || !strings.Contains(bar, "("+n+"/"+n) {
+		t.Errorf("stderr on a terminal shows no finished progress bar of %s changes: %q", n, head(bar))
+	}
+	if strings.Contains(out.String(), "relabel LabelLab") {
+		t.Errorf("the progress bar went to stdout: %q", out.String())
+	}
+	mustOK(t, sepgadm(t, "", "restorecon", "-d", dsn, "--quiet-warnings"), "back to the system labels")
+}
+
+// openPTY opens a pseudo-terminal pair (the master, and the slave to hand a child).
+func openPTY() (ptmx, pts *os.File, err error) {
+	ptmx, err = os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := unix.IoctlSetPointerInt(int(ptmx.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		ptmx.Close()
+		return nil, nil, fmt.Errorf("unlock pty: %w", err)
+	}
+	n, err := unix.IoctlGetInt(int(ptmx.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		ptmx.Close()
+		return nil, nil, fmt.Errorf("pty number: %w", err)
+	}
+	pts, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		ptmx.Close()
+		return nil, nil, err
+	}
+	return ptmx, pts, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -25,8 +26,9 @@ func (c Change) String() string {
 // objects whose label would change, and those no rule matches (restorecon warns about
 // and skips them). Labels are compared as exact strings, as stored.
 func Plan(objs []Object, spec *Spec) (changes []Change, unmatched []Object) {
+	m := spec.matcher()
 	for _, o := range objs {
-		r, ok := spec.Lookup(o.Class, o.Key)
+		r, ok := m.lookup(o.Class, o.Key)
 		if !ok {
 			unmatched = append(unmatched, o)
 			continue
@@ -60,30 +62,69 @@ func Diff(before, after []Object) []Change {
 	return out
 }
 
-// quoteLiteral quotes s as an SQL string literal (standard_conforming_strings on;
-// backslashes force the E” form, which does not depend on it).
-func quoteLiteral(s string) string {
-	if strings.ContainsRune(s, '\\') {
-		return "E'" + strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), "'", "''") + "'"
+// writeLiteral writes s as an SQL string literal (standard_conforming_strings on;
+// backslashes force the E'...' form, which does not depend on it).
+func writeLiteral(b *strings.Builder, s string) {
+	if !strings.ContainsAny(s, `'\`) {
+		b.WriteByte('\'')
+		b.WriteString(s)
+		b.WriteByte('\'')
+		return
 	}
-	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+	if strings.ContainsRune(s, '\\') {
+		b.WriteByte('E')
+		s = strings.ReplaceAll(s, `\`, `\\`)
+	}
+	b.WriteByte('\'')
+	b.WriteString(strings.ReplaceAll(s, "'", "''"))
+	b.WriteByte('\'')
+}
+
+// writeSetLabel writes the statement that gives o the label ("" removes it), without
+// the closing semicolon.
+func writeSetLabel(b *strings.Builder, o Object, label string) {
+	b.WriteString("SECURITY LABEL FOR selinux ON ")
+	b.WriteString(o.Kind)
+	b.WriteByte(' ')
+	b.WriteString(o.Target)
+	b.WriteString(" IS ")
+	if label == "" {
+		b.WriteString("NULL")
+		return
+	}
+	writeLiteral(b, label)
 }
 
 // SetLabelSQL is the statement that gives o the label (label "" removes it).
 func SetLabelSQL(o Object, label string) string {
-	lit := "NULL"
-	if label != "" {
-		lit = quoteLiteral(label)
-	}
-	return fmt.Sprintf("SECURITY LABEL FOR selinux ON %s %s IS %s", o.Kind, o.Target, lit)
+	var b strings.Builder
+	writeSetLabel(&b, o, label)
+	return b.String()
 }
+
+// DefaultBatchSize is how many statements Apply sends per round trip unless told.
+const DefaultBatchSize = 1000
 
 // ApplyOptions tune Apply.
 type ApplyOptions struct {
-	// BatchSize is how many statements go to the server in one round trip (default 500).
+	// BatchSize is how many statements go to the server in one round trip
+	// (DefaultBatchSize when 0).
 	BatchSize int
 	// Progress, when set, is called after each batch with the count done so far.
 	Progress func(done int)
+	// Stats, when set, receives where the time went.
+	Stats *ApplyStats
+}
+
+// ApplyStats says where Apply's time went.
+type ApplyStats struct {
+	// Batches is how many multi-statement round trips were made.
+	Batches int
+	// Exec is the time spent in those round trips (the server running the statements);
+	// the next batch's text is built meanwhile.
+	Exec time.Duration
+	// Commit is the time the COMMIT took.
+	Commit time.Duration
 }
 
 // ApplyError names the change the server refused.
@@ -98,12 +139,18 @@ func (e *ApplyError) Error() string {
 func (e *ApplyError) Unwrap() error { return e.Err }
 
 // Apply makes all changes in one transaction on conn: all or nothing. Statements go in
-// batches of many per round trip. When the server refuses one, the transaction is rolled
-// back, and the batch is replayed statement by statement in a second transaction (also
-// rolled back) to name the change it refused (an *ApplyError).
+// batches of many per round trip (one simple-query message each); a goroutine builds
+// the text of batch k+1 while the server runs batch k. When the server refuses one, the
+// transaction is rolled back, and the batch is replayed statement by statement in a
+// second transaction (also rolled back) to name the change it refused (an *ApplyError).
 func Apply(ctx context.Context, conn *pgx.Conn, changes []Change, opts ApplyOptions) error {
-	if opts.BatchSize <= 0 {
-		opts.BatchSize = 500
+	size := opts.BatchSize
+	if size <= 0 {
+		size = DefaultBatchSize
+	}
+	stats := opts.Stats
+	if stats == nil {
+		stats = &ApplyStats{}
 	}
 	if err := checkLockCapacity(ctx, conn, changes); err != nil {
 		return err
@@ -113,25 +160,55 @@ func Apply(ctx context.Context, conn *pgx.Conn, changes []Change, opts ApplyOpti
 		return fmt.Errorf("begin relabel transaction: %w", err)
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
-	for start := 0; start < len(changes); start += opts.BatchSize {
-		batch := changes[start:min(start+opts.BatchSize, len(changes))]
-		var b strings.Builder
-		for _, c := range batch {
-			b.WriteString(SetLabelSQL(c.Object, c.To))
-			b.WriteString(";\n")
-		}
-		if _, err := conn.PgConn().Exec(ctx, b.String()).ReadAll(); err != nil {
+
+	buildCtx, stopBuilding := context.WithCancel(ctx)
+	defer stopBuilding()
+	texts := make(chan string, 1)
+	go buildBatches(buildCtx, changes, size, texts)
+	done := 0
+	for text := range texts {
+		batch := changes[done:min(done+size, len(changes))]
+		t0 := time.Now()
+		_, err := conn.PgConn().Exec(ctx, text).ReadAll()
+		stats.Exec += time.Since(t0)
+		stats.Batches++
+		if err != nil {
 			tx.Rollback(ctx) //nolint:errcheck // the replay below needs a clean session
 			return findRefused(ctx, conn, batch, MapServerError(err))
 		}
+		done += len(batch)
 		if opts.Progress != nil {
-			opts.Progress(start + len(batch))
+			opts.Progress(done)
 		}
 	}
+	if done != len(changes) { // the builder stopped early: ctx is done
+		return fmt.Errorf("relabel stopped after %d of %d changes, rolled back: %w", done, len(changes), ctx.Err())
+	}
+	t0 := time.Now()
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("commit relabel transaction: %w", MapServerError(err))
 	}
+	stats.Commit = time.Since(t0)
 	return nil
+}
+
+// buildBatches sends the text of each batch of size statements to out, in order, and
+// closes it; it stops early when ctx is done.
+func buildBatches(ctx context.Context, changes []Change, size int, out chan<- string) {
+	defer close(out)
+	for start := 0; start < len(changes); start += size {
+		var b strings.Builder
+		b.Grow(128 * min(size, len(changes)-start))
+		for _, c := range changes[start:min(start+size, len(changes))] {
+			writeSetLabel(&b, c.Object, c.To)
+			b.WriteString(";\n")
+		}
+		select {
+		case out <- b.String():
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 func findRefused(ctx context.Context, conn *pgx.Conn, batch []Change, batchErr error) error {

@@ -161,3 +161,30 @@ func (s *Spec) Lookup(class, key string) (rule Rule, ok bool) {
 	}
 	return Rule{}, false
 }
+
+// compiledRule is a rule with its pattern made ready for matching many keys.
+type compiledRule struct {
+	Rule
+	pattern pattern
+}
+
+// matcher looks keys up as Spec.Lookup does, with the rules grouped by class and their
+// patterns compiled once: Plan matches hundreds of thousands of keys.
+type matcher map[string][]compiledRule
+
+func (s *Spec) matcher() matcher {
+	m := matcher{}
+	for _, r := range s.Rules {
+		m[r.Class] = append(m[r.Class], compiledRule{Rule: r, pattern: compilePattern(r.Pattern)})
+	}
+	return m
+}
+
+func (m matcher) lookup(class, key string) (rule Rule, ok bool) {
+	for _, r := range m[class] {
+		if r.pattern.match(key) {
+			return r.Rule, true
+		}
+	}
+	return Rule{}, false
+}

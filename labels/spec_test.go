@@ -173,6 +173,7 @@ func TestSetLabelSQL(t *testing.T) {
 		{Object{Kind: "COLUMN", Target: `"S".t."Col"`}, "u:r:t:s0:c1,c2", `SECURITY LABEL FOR selinux ON COLUMN "S".t."Col" IS 'u:r:t:s0:c1,c2'`},
 		{Object{Kind: "FUNCTION", Target: `public.f(integer, text)`}, "it's", `SECURITY LABEL FOR selinux ON FUNCTION public.f(integer, text) IS 'it''s'`},
 		{Object{Kind: "AGGREGATE", Target: `public.a(*)`}, `a\b`, `SECURITY LABEL FOR selinux ON AGGREGATE public.a(*) IS E'a\\b'`},
+		{Object{Kind: "VIEW", Target: `public.v`}, `a\'b`, `SECURITY LABEL FOR selinux ON VIEW public.v IS E'a\\''b'`},
 		{Object{Kind: "DATABASE", Target: `"Odd DB"`}, "", `SECURITY LABEL FOR selinux ON DATABASE "Odd DB" IS NULL`},
 	}
 	for _, tt := range tests {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/schollz/progressbar/v3"
@@ -311,22 +312,26 @@ func planAll(c *cli.Context, spec *labels.Spec, fn func(ctx context.Context, db 
 	}
 	seen := dedupe{}
 	return eachLabelDatabase(c, cfg, dbs, func(ctx context.Context, db string, conn *pgx.Conn) error {
+		t0 := time.Now()
 		objs, err := labels.Objects(ctx, conn)
 		if err != nil {
 			return err
 		}
+		t1 := time.Now()
 		changes, unmatched := labels.Plan(seen.objects(objs), spec)
 		if c.Bool("verbose") {
 			for _, o := range unmatched {
 				fmt.Fprintf(c.App.ErrWriter, "no rule for %s %s: left as %s\n", o.Class, o.Key, o.DisplayLabel())
 			}
+			fmt.Fprintf(c.App.ErrWriter, "database %s: read %d objects in %v, planned %d changes in %v\n",
+				db, len(objs), t1.Sub(t0).Round(time.Millisecond), len(changes), time.Since(t1).Round(time.Millisecond))
 		}
 		return fn(ctx, db, conn, changes, len(unmatched))
 	})
 }
 
 func verboseFlag() cli.Flag {
-	return &cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "also list the objects no rule matches"}
+	return &cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "also list the objects no rule matches, and say where the time went"}
 }
 
 func labelsPlanCommand() *cli.Command {
@@ -394,7 +399,7 @@ func labelsApplyCommand() *cli.Command {
 		Flags: []cli.Flag{
 			dsnFlag(), dbFlag(), allDBsFlag(), specFlag(), verboseFlag(),
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the SQL instead of running it"},
-			&cli.IntFlag{Name: "batch", Value: 1000, Usage: "statements per round trip"},
+			&cli.IntFlag{Name: "batch", Value: labels.DefaultBatchSize, Usage: "statements per round trip"},
 		},
 		Before: noArgs,
 		Action: func(c *cli.Context) error {
@@ -423,10 +428,12 @@ func labelsApplyCommand() *cli.Command {
 					return err
 				}
 				bar := newProgress(c.App.ErrWriter, len(changes), "relabel "+db)
-				opts := labels.ApplyOptions{BatchSize: c.Int("batch")}
+				var stats labels.ApplyStats
+				opts := labels.ApplyOptions{BatchSize: c.Int("batch"), Stats: &stats}
 				if bar != nil {
 					opts.Progress = func(done int) { bar.Set(done) }
 				}
+				t0 := time.Now()
 				err := labels.Apply(ctx, conn, changes, opts)
 				if bar != nil {
 					bar.Finish()
@@ -434,6 +441,10 @@ func labelsApplyCommand() *cli.Command {
 				}
 				if err != nil {
 					return err
+				}
+				if c.Bool("verbose") {
+					fmt.Fprintf(c.App.ErrWriter, "database %s: applied in %v: %d batches took %v in the server, commit %v\n", db,
+						time.Since(t0).Round(time.Millisecond), stats.Batches, stats.Exec.Round(time.Millisecond), stats.Commit.Round(time.Millisecond))
 				}
 				total += len(changes)
 				fmt.Fprintf(c.App.Writer, "database %s: relabeled %d objects (%d match no rule)\n", db, len(changes), unmatched)
