@@ -167,8 +167,8 @@ func (p *Prefix) match(line string, ti, pos int, f *prefixFields, loc *time.Loca
 			return false
 		}
 		if t.esc != 's' {
-			tm, err := parsePGTime(rest[:n], loc)
-			if err != nil {
+			tm, ok := parsePGTimeOK(rest[:n], loc)
+			if !ok {
 				return false
 			}
 			f.time, f.hasTime = tm, true
