@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -44,56 +45,67 @@ type group struct {
 	events []*Event
 }
 
-// AuditReader reads SELinux events from a Linux audit log (raw or ENRICHED).
+// AuditReader reads SELinux events from a Linux audit log (raw or ENRICHED). Lines are
+// parsed on worker goroutines (blocks.go); Next joins them in input order.
 type AuditReader struct {
-	lr     *lineReader
+	blocks *blockReader[auditItem]
 	rc     io.Closer
 	name   string
 	opts   Options
 	stats  Stats
 	groups []*group // waiting for SYSCALL records, oldest first
 	out    []*Event // ready, in order
-	intern map[string]string
 	eof    bool
+}
+
+// itemKind says what a parsed audit line is to the ordered join.
+type itemKind uint8
+
+const (
+	itemSkip    itemKind = iota // nothing to do
+	itemBad                     // malformed: bad says why
+	itemEvent                   // an event of its own (AVC, USER_AVC, MAC_*, SELINUX_ERR)
+	itemSyscall                 // a SYSCALL record: comm and exe for its event
+	itemAux                     // a record describing another (PATH, CWD, ...), kept only with KeepOther
+	itemOther                   // a record of another type, kept only with KeepOther
+)
+
+// auditItem is one audit line, parsed.
+type auditItem struct {
+	kind      itemKind
+	key       eventKey
+	ev        *Event
+	comm, exe string
+	bad       string
 }
 
 // NewAuditReader reads an audit log from r.
 func NewAuditReader(r io.Reader, rc io.Closer, name string, opts Options) *AuditReader {
-	return &AuditReader{lr: newLineReader(r, name), rc: rc, name: name, opts: opts, intern: make(map[string]string)}
+	newParser := func() lineParser[auditItem] {
+		p := &auditParser{intern: make(map[string]string), keepOther: opts.KeepOther}
+		return p.parse
+	}
+	return &AuditReader{blocks: newBlockReader(r, name, newParser), rc: rc, name: name, opts: opts}
 }
 
 // Stats returns the counts so far.
 func (a *AuditReader) Stats() Stats { return a.stats }
 
-// Close closes the underlying file.
+// Close stops reading and closes the underlying file.
 func (a *AuditReader) Close() error {
+	a.blocks.close()
 	if a.rc != nil {
 		return a.rc.Close()
 	}
 	return nil
 }
 
-func (a *AuditReader) bad(reason string) error {
-	a.stats.bad(a.name, a.lr.n, reason)
+func (a *AuditReader) bad(line int64, reason string) error {
+	a.stats.bad(a.name, line, reason)
 	if a.opts.Strict {
-		return fmt.Errorf("%s:%d: %s: %w", a.name, a.lr.n, reason, ErrMalformed)
+		return fmt.Errorf("%s:%d: %s: %w", a.name, line, reason, ErrMalformed)
 	}
 	return nil
-}
-
-// str returns b as a string, shared for repeated values (contexts, classes, comms).
-func (a *AuditReader) str(b []byte) string {
-	if len(b) == 0 {
-		return ""
-	}
-	if s, ok := a.intern[string(b)]; ok {
-		return s
-	}
-	s := string(b)
-	if len(a.intern) < 8192 && len(b) < 256 {
-		a.intern[s] = s
-	}
-	return s
 }
 
 // Next returns the next event, or io.EOF.
@@ -113,7 +125,7 @@ func (a *AuditReader) Next() (*Event, error) {
 			a.flushOldest()
 			continue
 		}
-		line, err := a.lr.next()
+		it, line, err := a.blocks.item()
 		if errors.Is(err, io.EOF) {
 			a.eof = true
 			continue
@@ -122,10 +134,46 @@ func (a *AuditReader) Next() (*Event, error) {
 			return nil, err
 		}
 		a.stats.Lines++
-		if err := a.record(line); err != nil {
+		if err := a.join(it, line); err != nil {
 			return nil, err
 		}
 	}
+}
+
+// join applies one parsed line in input order: events wait (up to joinWindow) for
+// their SYSCALL record, which fills in comm and exe.
+func (a *AuditReader) join(it *auditItem, line int64) error {
+	switch it.kind {
+	case itemBad:
+		return a.bad(line, it.bad)
+	case itemEvent:
+		a.emit(it.key, it.ev)
+	case itemSyscall:
+		g := a.findGroup(it.key)
+		if g == nil {
+			if it.ev != nil {
+				a.emit(it.key, it.ev)
+			}
+			return nil
+		}
+		for _, e := range g.events {
+			if e.Comm == "" {
+				e.Comm = it.comm
+			}
+			if e.Exe == "" {
+				e.Exe = it.exe
+			}
+		}
+	case itemAux:
+		if it.ev != nil && a.findGroup(it.key) == nil {
+			a.emit(it.key, it.ev)
+		}
+	case itemOther:
+		if it.ev != nil {
+			a.emit(it.key, it.ev)
+		}
+	}
+	return nil
 }
 
 func (a *AuditReader) flushOldest() {
@@ -155,110 +203,126 @@ func (a *AuditReader) findGroup(key eventKey) *group {
 	return nil
 }
 
+// auditParser parses audit lines on one worker; its intern table shares the strings
+// of repeated values (contexts, classes, comms, nodes).
+type auditParser struct {
+	intern    map[string]string
+	keepOther bool
+	node      string // the last node= value (one host's log repeats it on every line)
+}
+
+// str returns b as a string, shared for repeated values.
+func (a *auditParser) str(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if s, ok := a.intern[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if len(a.intern) < 8192 && len(b) < 256 {
+		a.intern[s] = s
+	}
+	return s
+}
+
 var (
-	bNode      = []byte("node=")
-	bType      = []byte("type=")
-	bMsgAudit  = []byte(" msg=audit(")
-	bAvc       = []byte("avc:")
-	bMsgQuote  = []byte("msg='")
-	enrichSep  = byte(0x1d)
-	bComm      = []byte(" comm=")
-	bExe       = []byte(" exe=")
-	bPermissiv = []byte("permissive=")
+	bNode     = []byte("node=")
+	bType     = []byte("type=")
+	bMsgAudit = []byte(" msg=audit(")
+	bAvc      = []byte("avc:")
+	bMsgQuote = []byte("msg='")
+	enrichSep = byte(0x1d)
 )
 
-// record parses one audit log line.
-func (a *AuditReader) record(line []byte) error {
-	if a.lr.cut {
-		return a.bad("line longer than 4 MiB, cut")
+// parse parses one audit log line into it.
+func (a *auditParser) parse(line []byte, cut bool, it *auditItem) {
+	bad := func(reason string) { it.kind, it.bad = itemBad, reason }
+	if cut {
+		bad("line longer than 4 MiB, cut")
+		return
 	}
 	if len(line) == 0 {
-		return nil
+		return
 	}
 	rest := line
 	var node []byte
 	if bytes.HasPrefix(rest, bNode) {
 		i := bytes.IndexByte(rest, ' ')
 		if i < 0 {
-			return a.bad("node= without a record")
+			bad("node= without a record")
+			return
 		}
 		node, rest = rest[len(bNode):i], rest[i+1:]
 	}
 	if !bytes.HasPrefix(rest, bType) {
-		return a.bad("no type=")
+		bad("no type=")
+		return
 	}
 	i := bytes.Index(rest, bMsgAudit)
 	if i < 0 {
-		return a.bad("no msg=audit(")
+		bad("no msg=audit(")
+		return
 	}
 	typ := rest[len(bType):i]
 	rest = rest[i+len(bMsgAudit):]
 	sec, msec, serial, n, ok := parseStamp(rest)
 	if !ok {
-		return a.bad("bad msg=audit(SECONDS.MILLIS:SERIAL) stamp")
+		bad("bad msg=audit(SECONDS.MILLIS:SERIAL) stamp")
+		return
 	}
 	body := rest[n:]
 	if j := bytes.IndexByte(body, enrichSep); j >= 0 {
 		body = body[:j]
 	}
-	key := eventKey{node: a.str(node), sec: sec, msec: msec, serial: serial}
-	typeStr := a.str(typ)
-	switch typeStr {
+	if string(node) != a.node {
+		a.node = a.str(node)
+	}
+	it.key = eventKey{node: a.node, sec: sec, msec: msec, serial: serial}
+	key := it.key
+	switch string(typ) {
 	case TypeSyscall:
-		g := a.findGroup(key)
-		if g == nil {
-			if a.opts.KeepOther {
-				e := a.base(key, typeStr)
-				e.PID = intField(body, "pid")
-				e.Comm = a.untrusted(field(body, "comm"))
-				e.Exe = a.untrusted(field(body, "exe"))
-				a.emit(key, e)
-			}
-			return nil
+		it.kind = itemSyscall
+		it.comm = a.untrusted(fieldAfter(body, " comm=", 'm'))
+		it.exe = a.untrusted(fieldAfter(body, " exe=", 'x'))
+		if a.keepOther {
+			it.ev = a.base(key, TypeSyscall)
+			it.ev.PID = intField(body, "pid")
+			it.ev.Comm, it.ev.Exe = it.comm, it.exe
 		}
-		comm := a.untrusted(fieldAfter(body, bComm))
-		exe := a.untrusted(fieldAfter(body, bExe))
-		for _, e := range g.events {
-			if e.Comm == "" {
-				e.Comm = comm
-			}
-			if e.Exe == "" {
-				e.Exe = exe
-			}
-		}
-		return nil
 	case TypeAVC:
-		e := a.base(key, typeStr)
+		e := a.base(key, TypeAVC)
 		if err := a.parseAVC(body, e, false); err != nil {
-			return a.bad(err.Error())
+			bad(err.Error())
+			return
 		}
-		a.emit(key, e)
-		return nil
+		it.kind, it.ev = itemEvent, e
 	case TypeUserAVC:
-		e := a.base(key, typeStr)
+		e := a.base(key, TypeUserAVC)
 		e.PID = intField(body, "pid")
 		j := bytes.Index(body, bMsgQuote)
 		if j < 0 {
-			return a.bad("USER_AVC without msg='")
+			bad("USER_AVC without msg='")
+			return
 		}
 		inner := body[j+len(bMsgQuote):]
 		if k := bytes.LastIndexByte(inner, '\''); k >= 0 {
 			inner = inner[:k]
 		}
 		if !bytes.HasPrefix(bytes.TrimLeft(inner, " "), bAvc) {
-			if a.opts.KeepOther {
+			if a.keepOther {
 				e.Name = string(inner)
-				a.emit(key, e)
+				it.kind, it.ev = itemEvent, e
 			}
-			return nil
+			return
 		}
 		if err := a.parseAVC(inner, e, true); err != nil {
-			return a.bad(err.Error())
+			bad(err.Error())
+			return
 		}
-		a.emit(key, e)
-		return nil
+		it.kind, it.ev = itemEvent, e
 	case TypeSELinuxErr, TypeUserSELinuxErr:
-		e := a.base(key, typeStr)
+		e := a.base(key, a.str(typ))
 		e.SContext = a.str(field(body, "scontext"))
 		e.TContext = a.str(field(body, "tcontext"))
 		e.TClass = a.str(field(body, "tclass"))
@@ -266,38 +330,32 @@ func (a *AuditReader) record(line []byte) error {
 			e.Result = ResultDenied
 		}
 		e.Name = string(bytes.TrimSpace(body))
-		a.emit(key, e)
-		return nil
+		it.kind, it.ev = itemEvent, e
 	case TypeMACStatus:
-		e := a.base(key, typeStr)
+		e := a.base(key, TypeMACStatus)
 		e.Name = "enforcing=" + string(field(body, "enforcing")) + " old_enforcing=" + string(field(body, "old_enforcing"))
-		a.emit(key, e)
-		return nil
+		it.kind, it.ev = itemEvent, e
 	case TypeMACConfigChange:
-		e := a.base(key, typeStr)
+		e := a.base(key, TypeMACConfigChange)
 		e.Name = "bool=" + string(field(body, "bool")) + " val=" + string(field(body, "val")) + " old_val=" + string(field(body, "old_val"))
-		a.emit(key, e)
-		return nil
+		it.kind, it.ev = itemEvent, e
 	case TypeMACPolicyLoad:
-		e := a.base(key, typeStr)
-		a.emit(key, e)
-		return nil
-	}
-	if auxTypes[typeStr] {
-		if a.findGroup(key) != nil || !a.opts.KeepOther {
-			return nil
+		it.kind, it.ev = itemEvent, a.base(key, TypeMACPolicyLoad)
+	default:
+		it.kind = itemOther
+		if auxTypes[string(typ)] {
+			it.kind = itemAux
 		}
-	} else if !a.opts.KeepOther {
-		return nil
+		if a.keepOther {
+			e := a.base(key, a.str(typ))
+			e.PID = intField(body, "pid")
+			e.Name = string(bytes.TrimSpace(body))
+			it.ev = e
+		}
 	}
-	e := a.base(key, typeStr)
-	e.PID = intField(body, "pid")
-	e.Name = string(bytes.TrimSpace(body))
-	a.emit(key, e)
-	return nil
 }
 
-func (a *AuditReader) base(key eventKey, typ string) *Event {
+func (a *auditParser) base(key eventKey, typ string) *Event {
 	return &Event{
 		Time:       time.Unix(key.sec, int64(key.msec)*int64(time.Millisecond)).UTC(),
 		Source:     SourceOS,
@@ -357,7 +415,7 @@ func parseStamp(b []byte) (sec int64, msec int, serial uint64, n int, ok bool) {
 var errAVC = errors.New("AVC record: expected avc:  RESULT  { PERMS } for ...")
 
 // parseAVC reads "avc:  denied  { p1 p2 } for  key=value ..." into e.
-func (a *AuditReader) parseAVC(b []byte, e *Event, user bool) error {
+func (a *auditParser) parseAVC(b []byte, e *Event, user bool) error {
 	b = bytes.TrimLeft(b, " ")
 	if !bytes.HasPrefix(b, bAvc) {
 		return errAVC
@@ -459,7 +517,7 @@ func (a *AuditReader) parseAVC(b []byte, e *Event, user bool) error {
 }
 
 // maybeHex decodes the kernel's hex encoding of untrusted strings (unquoted values).
-func (a *AuditReader) maybeHex(v []byte, quoted bool) string {
+func (a *auditParser) maybeHex(v []byte, quoted bool) string {
 	if quoted || len(v) == 0 || len(v)%2 != 0 {
 		return a.str(v)
 	}
@@ -471,7 +529,7 @@ func (a *AuditReader) maybeHex(v []byte, quoted bool) string {
 }
 
 // untrusted is maybeHex for a value as field returned it (quotes kept).
-func (a *AuditReader) untrusted(v []byte) string {
+func (a *auditParser) untrusted(v []byte) string {
 	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
 		return a.str(v[1 : len(v)-1])
 	}
@@ -498,13 +556,22 @@ func field(body []byte, key string) []byte {
 	return nil
 }
 
-// fieldAfter returns the value after sep (" key="), quotes kept.
-func fieldAfter(body, sep []byte) []byte {
-	i := bytes.Index(body, sep)
-	if i < 0 {
-		return nil
+// fieldAfter returns the value after sep (" key="), quotes kept. It looks for sep by
+// rare, a letter of sep seldom found elsewhere in the record: bytes.Index looks for
+// sep's first byte, a space, and so stopped at every field (a SYSCALL record has 30).
+func fieldAfter(body []byte, sep string, rare byte) []byte {
+	at := strings.IndexByte(sep, rare)
+	for off := 0; ; {
+		j := bytes.IndexByte(body[off:], rare)
+		if j < 0 {
+			return nil
+		}
+		i := off + j - at
+		if i >= 0 && i+len(sep) <= len(body) && string(body[i:i+len(sep)]) == sep {
+			return valueAt(body[i+len(sep):])
+		}
+		off += j + 1
 	}
-	return valueAt(body[i+len(sep):])
 }
 
 func valueAt(b []byte) []byte {

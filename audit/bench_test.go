@@ -36,6 +36,7 @@ func benchRead(b *testing.B, gen func(io.Writer, int64, uint64) (loggen.Counts, 
 			}
 		}
 		out.Close()
+		r.Close()
 		if n != c.Denials {
 			b.Fatalf("read %d denials, generator wrote %d", n, c.Denials)
 		}

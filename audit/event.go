@@ -82,7 +82,7 @@ func (e *Event) AppendJSON(b []byte) []byte {
 	if !e.Time.IsZero() {
 		key("time")
 		b = append(b, '"')
-		b = e.Time.UTC().AppendFormat(b, TimeLayout)
+		b = appendTime(b, e.Time)
 		b = append(b, '"')
 	}
 	str("source", e.Source)
@@ -189,7 +189,7 @@ func (e *Event) AppendCSV(b []byte) []byte {
 		b = append(b, '"')
 	}
 	if !e.Time.IsZero() {
-		b = e.Time.UTC().AppendFormat(b, TimeLayout)
+		b = appendTime(b, e.Time)
 	}
 	b = append(b, ',')
 	field(e.Source)
@@ -221,6 +221,34 @@ func (e *Event) AppendCSV(b []byte) []byte {
 	if e.Serial != 0 {
 		b = strconv.AppendUint(b, e.Serial, 10)
 	}
+	return b
+}
+
+// appendTime appends t in TimeLayout (the same bytes as t.UTC().AppendFormat(b,
+// TimeLayout) for years 0 to 9999, without the layout interpreter: the CSV writer
+// spent a third of its time there).
+func appendTime(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(b, TimeLayout)
+	}
+	hour, minute, sec := t.Clock()
+	n := len(b)
+	b = append(b, "0000-00-00T00:00:00.000000000Z"...)
+	put := func(at, width, v int) {
+		for i := at + width - 1; i >= at; i-- {
+			b[n+i] = byte('0' + v%10)
+			v /= 10
+		}
+	}
+	put(0, 4, year)
+	put(5, 2, int(month))
+	put(8, 2, day)
+	put(11, 2, hour)
+	put(14, 2, minute)
+	put(17, 2, sec)
+	put(20, 9, t.Nanosecond())
 	return b
 }
 

@@ -11,6 +11,7 @@ import (
 // drain reads every event of r and checks the invariants any input must keep.
 func drain(t *testing.T, r Reader) {
 	t.Helper()
+	defer r.Close()
 	for i := 0; ; i++ {
 		e, err := r.Next()
 		if errors.Is(err, io.EOF) {

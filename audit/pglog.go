@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 )
 
 // Options tune the readers.
@@ -45,38 +47,60 @@ const maxPendingAge = 256
 // released without one.
 const maxPending = 4096
 
-// stderrRecord is one stderr log record: its first line and continuation lines.
-type stderrRecord struct {
-	f     prefixFields
-	level string
-	msg   strings.Builder
-	line  int64
+// StderrReader reads sepgsql events from a PostgreSQL stderr log. Lines are parsed on
+// worker goroutines (blocks.go); Next joins records and statements in input order.
+type StderrReader struct {
+	blocks *blockReader[pgItem]
+	rc     io.Closer
+	name   string
+	opts   Options
+	prefix *Prefix
+	stats  Stats
+	queue  []*pending
+	unres  int // unresolved entries in queue
+	cur    stderrRecord
+	eof    bool
+	err    error
 }
 
-// StderrReader reads sepgsql events from a PostgreSQL stderr log.
-type StderrReader struct {
-	lr      *lineReader
-	rc      io.Closer
-	name    string
-	opts    Options
-	prefix  *Prefix
-	stats   Stats
-	queue   []*pending
-	unres   int // unresolved entries in queue
-	cur     *stderrRecord
-	spare   *stderrRecord
-	eof     bool
-	err     error
-	skipCur bool
+// pgItem is one stderr line, parsed.
+type pgItem struct {
+	cont    bool   // a continuation line (starts with a tab)
+	matched bool   // the line starts with the log_line_prefix and a level
+	sepgsql bool   // a LOG line whose message starts with "SELinux: "
+	cut     bool   // the line was longer than maxLine
+	bad     string // why the line is malformed
+	level   string // one of levels
+	pid     int
+	text    []byte // the message (or, for a continuation line, the line); valid with its block
+	ev      *Event // a sepgsql LOG line's event, its strings owned
+	evErr   error  // why a sepgsql LOG line's message did not parse
+}
+
+// stderrRecord is the record being read: its first line and continuation lines.
+type stderrRecord struct {
+	open  bool
+	item  pgItem // text not valid beyond its block
+	line  int64
+	keep  bool            // the text is needed (a statement, or a sepgsql message)
+	msg   strings.Builder // the text, when kept
+	lines int             // continuation lines
 }
 
 // NewStderrReader reads r (named name in messages). It closes rc, if not nil, on Close.
 func NewStderrReader(r io.Reader, rc io.Closer, name string, opts Options) (*StderrReader, error) {
-	s := &StderrReader{lr: newLineReader(r, name), rc: rc, name: name, opts: opts, prefix: opts.Prefix}
+	s := &StderrReader{rc: rc, name: name, opts: opts, prefix: opts.Prefix}
 	if s.prefix == nil {
-		head, _ := s.lr.br.Peek(256 << 10)
+		br := bufio.NewReaderSize(r, 256<<10)
+		head, _ := br.Peek(256 << 10)
 		s.prefix = DetectPrefix(head, opts.PGLocation)
+		r = br
 	}
+	newParser := func() lineParser[pgItem] {
+		p := &pgParser{prefix: s.prefix, clock: pgClock{loc: opts.PGLocation}, node: opts.Node, intern: make(map[string]string)}
+		return p.parse
+	}
+	s.blocks = newBlockReader(r, name, newParser)
 	return s, nil
 }
 
@@ -122,8 +146,9 @@ func DetectPrefix(head []byte, loc *time.Location) *Prefix {
 // Stats returns the counts so far.
 func (s *StderrReader) Stats() Stats { return s.stats }
 
-// Close closes the underlying file.
+// Close stops reading and closes the underlying file.
 func (s *StderrReader) Close() error {
+	s.blocks.close()
 	if s.rc != nil {
 		return s.rc.Close()
 	}
@@ -153,12 +178,17 @@ func (s *StderrReader) Next() (*Event, error) {
 			s.resolveAll()
 			continue
 		}
-		if err := s.step(); err != nil {
-			if errors.Is(err, io.EOF) {
-				s.eof = true
-				s.finish()
-				continue
-			}
+		it, line, err := s.blocks.item()
+		if errors.Is(err, io.EOF) {
+			s.eof = true
+			s.finish()
+			continue
+		}
+		if err != nil {
+			s.err = err
+			continue
+		}
+		if err := s.step(it, line); err != nil {
 			s.err = err
 		}
 	}
@@ -171,67 +201,58 @@ func (s *StderrReader) resolveAll() {
 	s.unres = 0
 }
 
-// step reads one line.
-func (s *StderrReader) step() error {
-	line, err := s.lr.next()
-	if err != nil {
-		return err
-	}
+// step takes one line in input order.
+func (s *StderrReader) step(it *pgItem, line int64) error {
 	s.stats.Lines++
-	if s.lr.cut {
-		if err := s.bad("line longer than 4 MiB, cut"); err != nil {
+	if it.cut {
+		if err := s.bad(line, "line longer than 4 MiB, cut"); err != nil {
 			return err
 		}
 	}
-	if len(line) > 0 && line[0] == '\t' {
-		if s.cur != nil && s.cur.msg.Len() < maxLine {
-			s.cur.msg.WriteByte('\n')
-			s.cur.msg.Write(line[1:])
+	if it.cont {
+		if r := &s.cur; r.open {
+			r.lines++
+			if r.keep && r.msg.Len() < maxLine {
+				r.msg.WriteByte('\n')
+				r.msg.Write(it.text)
+			}
 		}
 		return nil
 	}
 	s.finish()
-	hasSel := bytes.Contains(line, sepgsqlMarkerBytes)
-	if !hasSel && s.unres == 0 {
-		return nil
+	if it.bad != "" {
+		return s.bad(line, it.bad)
 	}
-	str := string(line)
-	f, level, msg, ok := s.prefix.Match(str, s.opts.PGLocation)
-	if !ok {
-		if hasSel && strings.Contains(str, ":  "+sepgsqlMarker) {
-			return s.bad("line does not match log_line_prefix " + strconv.Quote(s.prefix.String()))
-		}
-		return nil
+	if !it.matched || !it.sepgsql && s.unres == 0 {
+		return nil // not a record, or nothing waits for it
 	}
-	r := s.spare
-	if r == nil {
-		r = &stderrRecord{}
-	}
-	s.spare = nil
-	r.f, r.level, r.line = f, level, s.lr.n
+	r := &s.cur
+	r.open, r.item, r.line, r.lines = true, *it, line, 0
+	r.keep = it.level == "STATEMENT" || it.ev != nil
 	r.msg.Reset()
-	r.msg.WriteString(str[msg:])
-	s.cur = r
+	if r.keep {
+		r.msg.Write(it.text)
+	}
+	r.item.text = nil
 	return nil
 }
 
-func (s *StderrReader) bad(reason string) error {
-	s.stats.bad(s.name, s.lr.n, reason)
+func (s *StderrReader) bad(line int64, reason string) error {
+	s.stats.bad(s.name, line, reason)
 	if s.opts.Strict {
-		return fmt.Errorf("%s:%d: %s: %w", s.name, s.lr.n, reason, ErrMalformed)
+		return fmt.Errorf("%s:%d: %s: %w", s.name, line, reason, ErrMalformed)
 	}
 	return nil
 }
 
 // finish interprets the record just completed.
 func (s *StderrReader) finish() {
-	r := s.cur
-	if r == nil {
+	r := &s.cur
+	if !r.open {
 		return
 	}
-	s.cur = nil
-	defer func() { s.spare = r }()
-	msg := r.msg.String()
+	r.open = false
+	it := &r.item
 	// Age the waiting events; release the stale and the excess.
 	if s.unres > 0 {
 		for _, p := range s.queue {
@@ -245,28 +266,28 @@ func (s *StderrReader) finish() {
 			}
 		}
 	}
-	switch r.level {
+	switch it.level {
 	case "LOG":
-		if !strings.HasPrefix(msg, sepgsqlMarker) {
-			s.release(r.f.pid)
+		if it.ev == nil {
+			s.release(it.pid)
 			return
 		}
-		ev := &Event{}
-		if err := parseSepgsql(msg, ev); err != nil {
+		ev, err := it.ev, it.evErr
+		if r.lines > 0 {
+			// The message went on over continuation lines: read it whole.
+			ev = &Event{Time: it.ev.Time, Node: it.ev.Node, PID: it.ev.PID, DBUser: it.ev.DBUser,
+				Database: it.ev.Database, SessionID: it.ev.SessionID}
+			err = parseSepgsql(r.msg.String(), ev)
+		}
+		if err != nil {
 			if !errors.Is(err, errNotSepgsql) {
-				if e := s.bad(err.Error()); e != nil {
+				if e := s.bad(r.line, err.Error()); e != nil {
 					s.err = e
 				}
 			}
 			return
 		}
-		ev.Time = r.f.time
-		ev.Node = s.opts.Node
-		ev.PID = r.f.pid
-		ev.DBUser = r.f.user
-		ev.Database = r.f.database
-		ev.SessionID = r.f.sessionID
-		s.queue = append(s.queue, &pending{ev: ev, pid: r.f.pid})
+		s.queue = append(s.queue, &pending{ev: ev, pid: it.pid})
 		s.unres++
 		if s.unres > maxPending {
 			for _, p := range s.queue {
@@ -281,8 +302,12 @@ func (s *StderrReader) finish() {
 		if s.unres == 0 {
 			return
 		}
+		msg := ""
 		for _, p := range s.queue {
-			if !p.resolved && p.pid == r.f.pid {
+			if !p.resolved && p.pid == it.pid {
+				if msg == "" {
+					msg = r.msg.String()
+				}
 				p.ev.Statement = msg
 				p.resolved = true
 				s.unres--
@@ -291,7 +316,7 @@ func (s *StderrReader) finish() {
 	case "ERROR", "DETAIL", "HINT", "CONTEXT", "QUERY", "LOCATION":
 		// The statement may still follow.
 	default:
-		s.release(r.f.pid)
+		s.release(it.pid)
 	}
 }
 
@@ -306,6 +331,64 @@ func (s *StderrReader) release(pid int) {
 			s.unres--
 		}
 	}
+}
+
+// pgParser parses stderr lines on one worker.
+type pgParser struct {
+	prefix *Prefix
+	clock  pgClock
+	node   string
+	intern map[string]string
+}
+
+// own returns a copy of s that does not share the block's memory, shared for
+// repeated values.
+func (p *pgParser) own(s string) string {
+	if s == "" {
+		return ""
+	}
+	if v, ok := p.intern[s]; ok {
+		return v
+	}
+	v := strings.Clone(s)
+	if len(p.intern) < 8192 && len(s) < 256 {
+		p.intern[v] = v
+	}
+	return v
+}
+
+// parse parses one stderr line into it.
+func (p *pgParser) parse(line []byte, cut bool, it *pgItem) {
+	it.cut = cut
+	if len(line) > 0 && line[0] == '\t' {
+		it.cont, it.text = true, line[1:]
+		return
+	}
+	// The line is read in place: what is kept beyond the block is copied by own.
+	str := unsafe.String(unsafe.SliceData(line), len(line))
+	f, level, msg, ok := p.prefix.matchClock(str, &p.clock)
+	if !ok {
+		if strings.Contains(str, ":  "+sepgsqlMarker) {
+			it.bad = "line does not match log_line_prefix " + strconv.Quote(p.prefix.String())
+		}
+		return
+	}
+	it.matched, it.level, it.pid, it.text = true, level, f.pid, line[msg:]
+	if level != "LOG" || !strings.HasPrefix(str[msg:], sepgsqlMarker) {
+		return
+	}
+	it.sepgsql = true
+	ev := &Event{Time: f.time, Node: p.node, PID: f.pid, DBUser: p.own(f.user),
+		Database: p.own(f.database), SessionID: p.own(f.sessionID)}
+	it.ev = ev
+	if it.evErr = parseSepgsql(str[msg:], ev); it.evErr != nil {
+		return
+	}
+	for i, perm := range ev.Perms {
+		ev.Perms[i] = p.own(perm)
+	}
+	ev.SContext, ev.TContext, ev.TClass = p.own(ev.SContext), p.own(ev.TContext), p.own(ev.TClass)
+	ev.Name = strings.Clone(ev.Name)
 }
 
 // csvlog columns (PostgreSQL 13–15; 14 added leader_pid and query_id).

@@ -113,8 +113,8 @@ var levels = []string{"LOG", "ERROR", "STATEMENT", "DETAIL", "HINT", "CONTEXT", 
 // levelAt returns the level and the message start when line[i:] is "LEVEL:  ".
 func levelAt(line string, i int) (level string, msg int, ok bool) {
 	rest := line[i:]
-	c := strings.Index(rest, ":  ")
-	if c < 3 || c > 9 {
+	c := strings.IndexByte(rest[:min(len(rest), 10)], ':')
+	if c < 3 || len(rest) < c+3 || rest[c+1] != ' ' || rest[c+2] != ' ' {
 		return "", 0, false
 	}
 	for _, l := range levels {
@@ -128,90 +128,126 @@ func levelAt(line string, i int) (level string, msg int, ok bool) {
 // Match parses line's prefix and returns its fields, level and the offset of the
 // message text.
 func (p *Prefix) Match(line string, loc *time.Location) (f prefixFields, level string, msg int, ok bool) {
-	ok = p.match(line, 0, 0, &f, loc, &level, &msg)
+	return p.matchClock(line, &pgClock{loc: loc})
+}
+
+// matchClock is Match reading timestamps with clk.
+func (p *Prefix) matchClock(line string, clk *pgClock) (f prefixFields, level string, msg int, ok bool) {
+	ok = p.match(line, 0, 0, &f, clk, &level, &msg)
 	return f, level, msg, ok
 }
 
-func (p *Prefix) match(line string, ti, pos int, f *prefixFields, loc *time.Location, level *string, msg *int) bool {
-	if ti == len(p.tokens) {
-		l, m, ok := levelAt(line, pos)
-		if ok {
-			*level, *msg = l, m
-		}
-		return ok
-	}
-	t := p.tokens[ti]
-	if t.esc == 0 {
-		if !strings.HasPrefix(line[pos:], t.lit) {
-			return false
-		}
-		return p.match(line, ti+1, pos+len(t.lit), f, loc, level, msg)
-	}
-	rest := line[pos:]
-	switch t.esc {
-	case 'q':
-		// Non-session processes stop the prefix here.
-		saved := *f
-		if p.match(line, ti+1, pos, f, loc, level, msg) {
-			return true
-		}
-		*f = saved
-		l, m, ok := levelAt(line, pos)
-		if ok {
-			*level, *msg = l, m
-		}
-		return ok
-	case 'm', 't', 's':
-		n := timestampLen(rest)
-		if n == 0 {
-			return false
-		}
-		if t.esc != 's' {
-			tm, ok := parsePGTimeOK(rest[:n], loc)
-			if !ok {
+// match matches tokens ti… at line[pos:]. It goes through the tokens in a loop and
+// recurses only where there is a choice (%q, free text).
+func (p *Prefix) match(line string, ti, pos int, f *prefixFields, clk *pgClock, level *string, msg *int) bool {
+	for ; ti < len(p.tokens); ti++ {
+		t := &p.tokens[ti]
+		rest := line[pos:]
+		switch t.esc {
+		case 0:
+			if !strings.HasPrefix(rest, t.lit) {
 				return false
 			}
-			f.time, f.hasTime = tm, true
-		}
-		return p.match(line, ti+1, pos+n, f, loc, level, msg)
-	case 'n':
-		n := 0
-		for n < len(rest) && (rest[n] >= '0' && rest[n] <= '9' || rest[n] == '.') {
-			n++
-		}
-		tm, err := parseEpoch(rest[:n])
-		if err != nil {
-			return false
-		}
-		f.time, f.hasTime = tm, true
-		return p.match(line, ti+1, pos+n, f, loc, level, msg)
-	case 'p', 'l', 'x', 'P':
-		n := 0
-		for n < len(rest) && (rest[n] == ' ' && t.pad > 0 || rest[n] >= '0' && rest[n] <= '9') {
-			n++
-		}
-		v := strings.TrimSpace(rest[:n])
-		if v == "" && t.esc != 'P' {
-			return false
-		}
-		if t.esc == 'p' {
-			pid, err := strconv.Atoi(v)
+			pos += len(t.lit)
+			continue
+		case 'q':
+			// Non-session processes stop the prefix here.
+			saved := *f
+			if p.match(line, ti+1, pos, f, clk, level, msg) {
+				return true
+			}
+			*f = saved
+			l, m, ok := levelAt(line, pos)
+			if ok {
+				*level, *msg = l, m
+			}
+			return ok
+		case 'm', 't', 's':
+			n := timestampLen(rest)
+			if n == 0 {
+				return false
+			}
+			if t.esc != 's' {
+				tm, ok := clk.parse(rest[:n])
+				if !ok {
+					return false
+				}
+				f.time, f.hasTime = tm, true
+			}
+			pos += n
+			continue
+		case 'n':
+			n := 0
+			for n < len(rest) && (rest[n] >= '0' && rest[n] <= '9' || rest[n] == '.') {
+				n++
+			}
+			tm, err := parseEpoch(rest[:n])
 			if err != nil {
 				return false
 			}
-			f.pid = pid
-		}
-		return p.match(line, ti+1, pos+n, f, loc, level, msg)
-	}
-	// Free text: the shortest run after which the rest still matches.
-	for n := 0; n <= len(rest); n++ {
-		if n > 0 && rest[n-1] == '\n' {
-			return false
-		}
-		saved := *f
-		if !p.canFollow(ti+1, rest[n:]) {
+			f.time, f.hasTime = tm, true
+			pos += n
+			continue
+		case 'p', 'l', 'x', 'P':
+			n := 0
+			for n < len(rest) && rest[n] == ' ' && t.pad > 0 {
+				n++
+			}
+			d, v := n, 0
+			for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' {
+				if v < 1<<40 {
+					v = v*10 + int(rest[n]-'0')
+				}
+				n++
+			}
+			if n == d && t.esc != 'P' {
+				return false
+			}
+			for n < len(rest) && rest[n] == ' ' && t.pad > 0 {
+				n++
+			}
+			if t.esc == 'p' {
+				f.pid = v
+			}
+			pos += n
 			continue
 		}
+		return p.freeText(line, ti, pos, f, clk, level, msg)
+	}
+	l, m, ok := levelAt(line, pos)
+	if ok {
+		*level, *msg = l, m
+	}
+	return ok
+}
+
+// freeText matches a free-text escape (%u, %d, %a, ...) at line[pos:]: the shortest
+// run after which the rest still matches. When a literal follows, only the places
+// where it occurs are tried, found with one scan each.
+func (p *Prefix) freeText(line string, ti, pos int, f *prefixFields, clk *pgClock, level *string, msg *int) bool {
+	t := &p.tokens[ti]
+	rest := line[pos:]
+	var next string
+	if ti+1 < len(p.tokens) && p.tokens[ti+1].esc == 0 {
+		next = p.tokens[ti+1].lit
+	}
+	clean := 0 // rest[:clean] has no newline, which free text never holds
+	for n := 0; n <= len(rest); n++ {
+		if next != "" {
+			j := strings.Index(rest[n:], next)
+			if j < 0 {
+				return false
+			}
+			n += j
+		}
+		if strings.IndexByte(rest[clean:n], '\n') >= 0 {
+			return false
+		}
+		clean = n
+		if next == "" && !p.canFollow(ti+1, rest[n:]) {
+			continue
+		}
+		saved := *f
 		v := rest[:n]
 		if t.pad != 0 {
 			v = strings.TrimSpace(v)
@@ -228,7 +264,7 @@ func (p *Prefix) match(line string, ti, pos int, f *prefixFields, loc *time.Loca
 		case 'h', 'r':
 			f.host = v
 		}
-		if p.match(line, ti+1, pos+n, f, loc, level, msg) {
+		if p.match(line, ti+1, pos+n, f, clk, level, msg) {
 			return true
 		}
 		*f = saved
