@@ -28,6 +28,11 @@ var auxTypes = map[string]bool{"PATH": true, "CWD": true, "PROCTITLE": true, "EO
 	"SOCKADDR": true, "EXECVE": true, "BPRM_FCAPS": true, "MMAP": true, "FD_PAIR": true,
 	"OBJ_PID": true, "IPC": true, "SOCKETCALL": true}
 
+// knownTypes are the record types read into events (or joined to them).
+var knownTypes = map[string]bool{TypeAVC: true, TypeUserAVC: true, TypeSELinuxErr: true,
+	TypeUserSELinuxErr: true, TypeMACPolicyLoad: true, TypeMACStatus: true,
+	TypeMACConfigChange: true, TypeSyscall: true}
+
 // joinWindow is how many events may wait for their SYSCALL record at once. The
 // kernel writes an event's AVC records during the syscall and the SYSCALL record at its
 // exit, so other events can come between them.
@@ -53,7 +58,9 @@ type AuditReader struct {
 	name   string
 	opts   Options
 	stats  Stats
-	groups []*group // waiting for SYSCALL records, oldest first
+	groups [joinWindow]group // events waiting for their SYSCALL record: a ring
+	head   int               // the oldest group
+	ngroup int
 	out    []*Event // ready, in order
 	eof    bool
 }
@@ -119,7 +126,7 @@ func (a *AuditReader) Next() (*Event, error) {
 			return e, nil
 		}
 		if a.eof {
-			if len(a.groups) == 0 {
+			if a.ngroup == 0 {
 				return nil, io.EOF
 			}
 			a.flushOldest()
@@ -177,10 +184,12 @@ func (a *AuditReader) join(it *auditItem, line int64) error {
 }
 
 func (a *AuditReader) flushOldest() {
-	g := a.groups[0]
-	a.groups[0] = nil
-	a.groups = a.groups[1:]
+	g := &a.groups[a.head]
 	a.out = append(a.out, g.events...)
+	clear(g.events)
+	g.events = g.events[:0]
+	a.head = (a.head + 1) % joinWindow
+	a.ngroup--
 }
 
 func (a *AuditReader) emit(key eventKey, e *Event) {
@@ -188,16 +197,21 @@ func (a *AuditReader) emit(key eventKey, e *Event) {
 		g.events = append(g.events, e)
 		return
 	}
-	a.groups = append(a.groups, &group{key: key, events: []*Event{e}})
-	for len(a.groups) > joinWindow {
+	if a.ngroup == joinWindow {
 		a.flushOldest()
 	}
+	g := &a.groups[(a.head+a.ngroup)%joinWindow]
+	a.ngroup++
+	g.key = key
+	g.events = append(g.events, e)
 }
 
+// findGroup returns the waiting group of key, or nil.
 func (a *AuditReader) findGroup(key eventKey) *group {
-	for i := len(a.groups) - 1; i >= 0; i-- {
-		if a.groups[i].key == key {
-			return a.groups[i]
+	for i := a.ngroup - 1; i >= 0; i-- {
+		g := &a.groups[(a.head+i)%joinWindow]
+		if g.key.serial == key.serial && g.key.sec == key.sec && g.key.msec == key.msec && g.key.node == key.node {
+			return g
 		}
 	}
 	return nil
@@ -272,6 +286,15 @@ func (a *auditParser) parse(line []byte, cut bool, it *auditItem) {
 		return
 	}
 	body := rest[n:]
+	if !knownTypes[string(typ)] {
+		it.kind = itemOther
+		if auxTypes[string(typ)] {
+			it.kind = itemAux
+		}
+		if !a.keepOther {
+			return // not needed: read no further
+		}
+	}
 	if j := bytes.IndexByte(body, enrichSep); j >= 0 {
 		body = body[:j]
 	}
@@ -341,17 +364,11 @@ func (a *auditParser) parse(line []byte, cut bool, it *auditItem) {
 		it.kind, it.ev = itemEvent, e
 	case TypeMACPolicyLoad:
 		it.kind, it.ev = itemEvent, a.base(key, TypeMACPolicyLoad)
-	default:
-		it.kind = itemOther
-		if auxTypes[string(typ)] {
-			it.kind = itemAux
-		}
-		if a.keepOther {
-			e := a.base(key, a.str(typ))
-			e.PID = intField(body, "pid")
-			e.Name = string(bytes.TrimSpace(body))
-			it.ev = e
-		}
+	default: // with KeepOther
+		e := a.base(key, a.str(typ))
+		e.PID = intField(body, "pid")
+		e.Name = string(bytes.TrimSpace(body))
+		it.ev = e
 	}
 }
 

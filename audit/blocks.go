@@ -25,7 +25,6 @@ const maxWorkers = 4
 // lineBlock is a run of whole lines and, once done is closed, their parsed items.
 type lineBlock[T any] struct {
 	data  []byte
-	first int64 // line number of the block's first line
 	items []T   // one per line
 	err   error // the read error that ended the input (data is then empty)
 	done  chan struct{}
@@ -42,7 +41,8 @@ type blockReader[T any] struct {
 	quit  chan struct{}
 	stop  sync.Once
 	cur   *lineBlock[T]
-	next  int // next item of cur
+	next  int   // next item of cur
+	line  int64 // line number of cur's first line
 }
 
 // newBlockReader starts reading r (named name in errors) with one parser per worker.
@@ -131,7 +131,6 @@ func (b *blockReader[T]) read(r io.Reader, name string, work chan<- *lineBlock[T
 	defer close(b.order)
 	var carry []byte // the unfinished last line of the previous block
 	skipping := false
-	line := int64(1)
 	for {
 		blk := b.get()
 		if blk == nil {
@@ -175,15 +174,8 @@ func (b *blockReader[T]) read(r io.Reader, name string, work chan<- *lineBlock[T
 			carry = append(carry, blk.data[open:]...)
 			blk.data = blk.data[:open]
 		}
-		blk.first = line
-		if len(blk.data) > 0 {
-			line += int64(bytes.Count(blk.data, []byte{'\n'}))
-			if blk.data[len(blk.data)-1] != '\n' {
-				line++ // the input's last line, without a newline
-			}
-			if !b.send(blk, work) {
-				return
-			}
+		if len(blk.data) > 0 && !b.send(blk, work) {
+			return
 		}
 		if rerr != nil {
 			if errors.Is(rerr, io.EOF) {
@@ -215,6 +207,7 @@ func (b *blockReader[T]) putBack(blk *lineBlock[T]) {
 func (b *blockReader[T]) item() (*T, int64, error) {
 	for b.cur == nil || b.next == len(b.cur.items) {
 		if b.cur != nil {
+			b.line += int64(len(b.cur.items))
 			b.putBack(b.cur)
 			b.cur = nil
 		}
@@ -230,7 +223,7 @@ func (b *blockReader[T]) item() (*T, int64, error) {
 	}
 	it := &b.cur.items[b.next]
 	b.next++
-	return it, b.cur.first + int64(b.next) - 1, nil
+	return it, b.line + int64(b.next), nil
 }
 
 // close stops the goroutines (a worker finishes the block it has).

@@ -82,9 +82,9 @@ type stderrRecord struct {
 	open  bool
 	item  pgItem // text not valid beyond its block
 	line  int64
-	keep  bool            // the text is needed (a statement, or a sepgsql message)
-	msg   strings.Builder // the text, when kept
-	lines int             // continuation lines
+	keep  bool   // the text is needed (a statement, or a sepgsql message)
+	msg   []byte // the text, when kept (the buffer is reused)
+	lines int    // continuation lines
 }
 
 // NewStderrReader reads r (named name in messages). It closes rc, if not nil, on Close.
@@ -212,9 +212,9 @@ func (s *StderrReader) step(it *pgItem, line int64) error {
 	if it.cont {
 		if r := &s.cur; r.open {
 			r.lines++
-			if r.keep && r.msg.Len() < maxLine {
-				r.msg.WriteByte('\n')
-				r.msg.Write(it.text)
+			if r.keep && len(r.msg) < maxLine {
+				r.msg = append(r.msg, '\n')
+				r.msg = append(r.msg, it.text...)
 			}
 		}
 		return nil
@@ -229,9 +229,9 @@ func (s *StderrReader) step(it *pgItem, line int64) error {
 	r := &s.cur
 	r.open, r.item, r.line, r.lines = true, *it, line, 0
 	r.keep = it.level == "STATEMENT" || it.ev != nil
-	r.msg.Reset()
+	r.msg = r.msg[:0]
 	if r.keep {
-		r.msg.Write(it.text)
+		r.msg = append(r.msg, it.text...)
 	}
 	r.item.text = nil
 	return nil
@@ -277,7 +277,7 @@ func (s *StderrReader) finish() {
 			// The message went on over continuation lines: read it whole.
 			ev = &Event{Time: it.ev.Time, Node: it.ev.Node, PID: it.ev.PID, DBUser: it.ev.DBUser,
 				Database: it.ev.Database, SessionID: it.ev.SessionID}
-			err = parseSepgsql(r.msg.String(), ev)
+			err = parseSepgsql(string(r.msg), ev)
 		}
 		if err != nil {
 			if !errors.Is(err, errNotSepgsql) {
@@ -306,7 +306,7 @@ func (s *StderrReader) finish() {
 		for _, p := range s.queue {
 			if !p.resolved && p.pid == it.pid {
 				if msg == "" {
-					msg = r.msg.String()
+					msg = string(r.msg)
 				}
 				p.ev.Statement = msg
 				p.resolved = true

@@ -3,7 +3,6 @@ package audit
 import (
 	"errors"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -101,31 +100,30 @@ func pgFraction(s string) (nsec int, zone string, ok bool) {
 // tenth of the stderr reader's work. The zero pgClock reads in UTC.
 type pgClock struct {
 	loc  *time.Location
-	last string // the last timestamp read
+	last []byte // the last timestamp read (s may be a view of a reused buffer: copied)
 	t    time.Time
-	sec  string // its "2006-01-02 15:04:05"
-	zone string // and its zone
+	sec  []byte // the last whole second's "2006-01-02 15:04:05 ZONE", without the fraction
 	base time.Time
 }
 
 // parse is parsePGTimeOK(s, c.loc).
 func (c *pgClock) parse(s string) (time.Time, bool) {
-	if s == c.last && s != "" {
+	if len(c.last) > 0 && s == string(c.last) {
 		return c.t, true
 	}
-	if len(s) >= 19 && c.sec != "" && s[:19] == c.sec {
-		if nsec, zone, ok := pgFraction(s[19:]); ok && zone == c.zone {
-			t := c.base.Add(time.Duration(nsec))
-			c.last, c.t = strings.Clone(s), t
-			return t, true
+	if len(s) >= 19 && len(c.sec) >= 19 && s[:19] == string(c.sec[:19]) {
+		if nsec, zone, ok := pgFraction(s[19:]); ok && zone == string(c.sec[19:]) {
+			c.t = c.base.Add(time.Duration(nsec))
+			c.last = append(c.last[:0], s...)
+			return c.t, true
 		}
 	}
 	t, ok := parsePGTimeOK(s, c.loc)
 	if ok {
 		_, zone, _ := pgFraction(s[19:])
-		// Cloned: s may be a view of a reused buffer.
-		c.last, c.t = strings.Clone(s), t
-		c.sec, c.zone, c.base = c.last[:19], strings.Clone(zone), t.Truncate(time.Second)
+		c.last, c.t = append(c.last[:0], s...), t
+		c.sec = append(append(c.sec[:0], s[:19]...), zone...)
+		c.base = t.Truncate(time.Second)
 	}
 	return t, ok
 }

@@ -195,3 +195,33 @@ func TestPrefixTimes(t *testing.T) {
 		}
 	}
 }
+
+// TestPGClock reads a sequence of timestamps with one clock, as a reader does, and
+// checks each against parsePGTimeOK: what it remembers must never change a result.
+func TestPGClock(t *testing.T) {
+	loc := time.FixedZone("CET", 3600)
+	seq := []string{
+		"2026-11-28 11:06:40.015 UTC",
+		"2026-11-28 11:06:40.015 UTC", // the same again
+		"2026-11-28 11:06:40.9 UTC",   // same second
+		"2026-11-28 11:06:40 UTC",     // same second, no fraction
+		"2026-11-28 11:06:40.015 CET", // same second, another zone
+		"2026-11-28 11:06:40.015 +02",
+		"2026-11-28 11:06:40.0x UTC", // bad fraction in a known second
+		"2026-11-28 11:06:41.001",    // no zone
+		"2026-13-28 11:06:41.001",    // bad month
+		"2026-11-28 11:06:41.001",
+		"2026-11-28 11:06:41.001 UTC",
+		"",
+	}
+	for _, l := range []*time.Location{nil, loc} {
+		clk := &pgClock{loc: l}
+		for _, s := range seq {
+			want, wantOK := parsePGTimeOK(s, l)
+			got, ok := clk.parse(s)
+			if ok != wantOK || !got.Equal(want) || got.Location().String() != want.Location().String() {
+				t.Errorf("loc %v: parse(%q) = %v, %v; want %v, %v", l, s, got, ok, want, wantOK)
+			}
+		}
+	}
+}

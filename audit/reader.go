@@ -20,7 +20,8 @@ func OpenReader(ctx context.Context, path string, format Format, stdin io.Reader
 	if path == "-" {
 		name = "stdin"
 	}
-	br := bufio.NewReaderSize(rc, 1<<20)
+	// Small: the readers read in blocks larger than this, which then bypass it.
+	br := bufio.NewReaderSize(rc, 64<<10)
 	if format == FormatAuto {
 		head, err := br.Peek(4096)
 		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
