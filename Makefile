@@ -80,11 +80,13 @@ clean:
 	rm -rf $(BUILD)
 
 ## bench-audit: generate ~1 GiB audit.log and PostgreSQL stderr log (build/bench, not
-## committed; BENCH_SIZE overrides) and time sepgadm audit against ausearch and grep.
+## committed; BENCH_SIZE overrides) and time sepgadm audit against ausearch and grep
+## (median of BENCH_RUNS runs each, default 3).
 BENCH_SIZE ?= 1073741824
+BENCH_RUNS ?= 3
 .PHONY: bench-audit
 bench-audit: build
-	audit/internal/loggen/bench.sh $(BUILD) $(BENCH_SIZE)
+	audit/internal/loggen/bench.sh $(BUILD) $(BENCH_SIZE) $(BENCH_RUNS)
 
 ## bench-labels: in the lab, BENCH_TABLES tables x 4 columns (default 20000): time
 ## `sepgadm labels apply` of a spec that changes every object against the server's

@@ -89,7 +89,7 @@ type auditItem struct {
 // NewAuditReader reads an audit log from r.
 func NewAuditReader(r io.Reader, rc io.Closer, name string, opts Options) *AuditReader {
 	newParser := func() lineParser[auditItem] {
-		p := &auditParser{intern: make(map[string]string), keepOther: opts.KeepOther}
+		p := &auditParser{intern: make(map[string]string), permLists: make(map[string][]string), keepOther: opts.KeepOther}
 		return p.parse
 	}
 	return &AuditReader{blocks: newBlockReader(r, name, newParser), rc: rc, name: name, opts: opts}
@@ -221,8 +221,26 @@ func (a *AuditReader) findGroup(key eventKey) *group {
 // of repeated values (contexts, classes, comms, nodes).
 type auditParser struct {
 	intern    map[string]string
+	permLists map[string][]string
 	keepOther bool
 	node      string // the last node= value (one host's log repeats it on every line)
+}
+
+// permList splits a permission list, sharing the slice of a list seen before (capped,
+// so that an append never writes into it).
+func (a *auditParser) permList(list []byte) []string {
+	if v, ok := a.permLists[string(list)]; ok {
+		return v
+	}
+	var v []string
+	for _, p := range bytes.Fields(list) {
+		v = append(v, a.str(p))
+	}
+	v = v[:len(v):len(v)]
+	if len(a.permLists) < 1024 {
+		a.permLists[string(list)] = v
+	}
+	return v
 }
 
 // str returns b as a string, shared for repeated values.
@@ -458,19 +476,8 @@ func (a *auditParser) parseAVC(b []byte, e *Event, user bool) error {
 	if end < 0 {
 		return errAVC
 	}
-	perms := b[1:end]
+	e.Perms = a.permList(b[1:end])
 	b = b[end+1:]
-	for len(perms) > 0 {
-		perms = bytes.TrimLeft(perms, " ")
-		k := bytes.IndexByte(perms, ' ')
-		if k < 0 {
-			k = len(perms)
-		}
-		if k > 0 {
-			e.Perms = append(e.Perms, a.str(perms[:k]))
-		}
-		perms = perms[k:]
-	}
 	if len(e.Perms) == 0 {
 		return errAVC
 	}

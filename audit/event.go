@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -180,11 +181,15 @@ func (e *Event) AppendCSV(b []byte) []byte {
 			return
 		}
 		b = append(b, '"')
-		for i := 0; i < len(v); i++ {
-			if v[i] == '"' {
-				b = append(b, '"')
+		for {
+			i := strings.IndexByte(v, '"')
+			if i < 0 {
+				b = append(b, v...)
+				break
 			}
-			b = append(b, v[i])
+			b = append(b, v[:i+1]...)
+			b = append(b, '"')
+			v = v[i+1:]
 		}
 		b = append(b, '"')
 	}
@@ -252,13 +257,15 @@ func appendTime(b []byte, t time.Time) []byte {
 	return b
 }
 
+// csvSpecial marks the bytes that make a CSV field need quotes.
+var csvSpecial = [256]bool{',': true, '"': true, '\n': true, '\r': true}
+
 func needsQuote(v string) bool {
 	if v[0] == ' ' || v[len(v)-1] == ' ' {
 		return true
 	}
 	for i := 0; i < len(v); i++ {
-		switch v[i] {
-		case ',', '"', '\n', '\r':
+		if csvSpecial[v[i]] {
 			return true
 		}
 	}

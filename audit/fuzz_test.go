@@ -51,7 +51,7 @@ func FuzzPostgresReaders(f *testing.F) {
 		drain(t, NewCSVReader(bytes.NewReader(data), nil, "fuzz", opts))
 		drain(t, NewJSONReader(bytes.NewReader(data), nil, "fuzz", opts))
 		var e Event
-		_ = parseSepgsql(string(data), &e)
+		_ = parseSepgsql(string(data), &e, nil)
 		if p, err := CompilePrefix(strings.ToValidUTF8(string(data[:min(len(data), 40)]), "")); err == nil {
 			p.Match(string(data), nil)
 		}

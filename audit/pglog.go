@@ -97,7 +97,8 @@ func NewStderrReader(r io.Reader, rc io.Closer, name string, opts Options) (*Std
 		r = br
 	}
 	newParser := func() lineParser[pgItem] {
-		p := &pgParser{prefix: s.prefix, clock: pgClock{loc: opts.PGLocation}, node: opts.Node, intern: make(map[string]string)}
+		p := &pgParser{prefix: s.prefix, clock: pgClock{loc: opts.PGLocation}, node: opts.Node,
+			intern: make(map[string]string), permLists: make(map[string][]string)}
 		return p.parse
 	}
 	s.blocks = newBlockReader(r, name, newParser)
@@ -277,7 +278,7 @@ func (s *StderrReader) finish() {
 			// The message went on over continuation lines: read it whole.
 			ev = &Event{Time: it.ev.Time, Node: it.ev.Node, PID: it.ev.PID, DBUser: it.ev.DBUser,
 				Database: it.ev.Database, SessionID: it.ev.SessionID}
-			err = parseSepgsql(string(r.msg), ev)
+			err = parseSepgsql(string(r.msg), ev, nil)
 		}
 		if err != nil {
 			if !errors.Is(err, errNotSepgsql) {
@@ -339,6 +340,8 @@ type pgParser struct {
 	clock  pgClock
 	node   string
 	intern map[string]string
+	// permLists shares the Perms slices of repeated permission lists.
+	permLists map[string][]string
 }
 
 // own returns a copy of s that does not share the block's memory, shared for
@@ -378,17 +381,34 @@ func (p *pgParser) parse(line []byte, cut bool, it *pgItem) {
 		return
 	}
 	it.sepgsql = true
-	ev := &Event{Time: f.time, Node: p.node, PID: f.pid, DBUser: p.own(f.user),
+	base := Event{Time: f.time, Node: p.node, PID: f.pid, DBUser: p.own(f.user),
 		Database: p.own(f.database), SessionID: p.own(f.sessionID)}
+	ev := new(Event)
+	*ev = base
 	it.ev = ev
-	if it.evErr = parseSepgsql(str[msg:], ev); it.evErr != nil {
+	if it.evErr = parseSepgsql(str[msg:], ev, p.perms); it.evErr != nil {
+		*ev = base // nothing that points into the block
 		return
 	}
-	for i, perm := range ev.Perms {
-		ev.Perms[i] = p.own(perm)
-	}
 	ev.SContext, ev.TContext, ev.TClass = p.own(ev.SContext), p.own(ev.TContext), p.own(ev.TClass)
-	ev.Name = strings.Clone(ev.Name)
+	ev.Name = p.own(ev.Name)
+}
+
+// perms splits a permission list like strings.Fields, sharing the slice of a list
+// seen before (capped, so that an append never writes into it).
+func (p *pgParser) perms(list string) []string {
+	if v, ok := p.permLists[list]; ok {
+		return v
+	}
+	v := strings.Fields(list)
+	for i := range v {
+		v[i] = p.own(v[i])
+	}
+	v = v[:len(v):len(v)]
+	if len(p.permLists) < 1024 {
+		p.permLists[strings.Clone(list)] = v
+	}
+	return v
 }
 
 // csvlog columns (PostgreSQL 13–15; 14 added leader_pid and query_id).
@@ -490,7 +510,7 @@ func (c *CSVReader) Next() (*Event, error) {
 			continue
 		}
 		ev := &Event{}
-		if err := parseSepgsql(fields[csvMessage], ev); err != nil {
+		if err := parseSepgsql(fields[csvMessage], ev, nil); err != nil {
 			if errors.Is(err, errNotSepgsql) {
 				continue
 			}
@@ -638,7 +658,7 @@ func (j *JSONReader) Next() (*Event, error) {
 			continue
 		}
 		ev := &Event{}
-		if err := parseSepgsql(rec.Message, ev); err != nil {
+		if err := parseSepgsql(rec.Message, ev, nil); err != nil {
 			if errors.Is(err, errNotSepgsql) {
 				continue
 			}

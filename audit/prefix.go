@@ -113,7 +113,13 @@ var levels = []string{"LOG", "ERROR", "STATEMENT", "DETAIL", "HINT", "CONTEXT", 
 // levelAt returns the level and the message start when line[i:] is "LEVEL:  ".
 func levelAt(line string, i int) (level string, msg int, ok bool) {
 	rest := line[i:]
-	c := strings.IndexByte(rest[:min(len(rest), 10)], ':')
+	c := -1
+	for i := 0; i < len(rest) && i < 10; i++ {
+		if rest[i] == ':' {
+			c = i
+			break
+		}
+	}
 	if c < 3 || len(rest) < c+3 || rest[c+1] != ' ' || rest[c+2] != ' ' {
 		return "", 0, false
 	}
@@ -126,7 +132,7 @@ func levelAt(line string, i int) (level string, msg int, ok bool) {
 }
 
 // Match parses line's prefix and returns its fields, level and the offset of the
-// message text.
+// message text. line is one line: free text may run over anything else.
 func (p *Prefix) Match(line string, loc *time.Location) (f prefixFields, level string, msg int, ok bool) {
 	return p.matchClock(line, &pgClock{loc: loc})
 }
@@ -145,7 +151,7 @@ func (p *Prefix) match(line string, ti, pos int, f *prefixFields, clk *pgClock, 
 		rest := line[pos:]
 		switch t.esc {
 		case 0:
-			if !strings.HasPrefix(rest, t.lit) {
+			if !hasLiteral(rest, t.lit) {
 				return false
 			}
 			pos += len(t.lit)
@@ -231,7 +237,6 @@ func (p *Prefix) freeText(line string, ti, pos int, f *prefixFields, clk *pgCloc
 	if ti+1 < len(p.tokens) && p.tokens[ti+1].esc == 0 {
 		next = p.tokens[ti+1].lit
 	}
-	clean := 0 // rest[:clean] has no newline, which free text never holds
 	for n := 0; n <= len(rest); n++ {
 		if next != "" {
 			j := strings.Index(rest[n:], next)
@@ -239,12 +244,7 @@ func (p *Prefix) freeText(line string, ti, pos int, f *prefixFields, clk *pgCloc
 				return false
 			}
 			n += j
-		}
-		if strings.IndexByte(rest[clean:n], '\n') >= 0 {
-			return false
-		}
-		clean = n
-		if next == "" && !p.canFollow(ti+1, rest[n:]) {
+		} else if !p.canFollow(ti+1, rest[n:]) {
 			continue
 		}
 		saved := *f
@@ -270,6 +270,20 @@ func (p *Prefix) freeText(line string, ti, pos int, f *prefixFields, clk *pgCloc
 		*f = saved
 	}
 	return false
+}
+
+// hasLiteral is strings.HasPrefix, with the one- and two-byte literals of prefixes
+// compared in place.
+func hasLiteral(s, lit string) bool {
+	switch {
+	case len(s) < len(lit):
+		return false
+	case len(lit) == 1:
+		return s[0] == lit[0]
+	case len(lit) == 2:
+		return s[0] == lit[0] && s[1] == lit[1]
+	}
+	return s[:len(lit)] == lit
 }
 
 // canFollow is a cheap test that token ti can start at s, to prune the free-text scan.

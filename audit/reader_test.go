@@ -265,7 +265,7 @@ func TestSepgsqlMessages(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.msg, func(t *testing.T) {
 			var e Event
-			err := parseSepgsql(tt.msg, &e)
+			err := parseSepgsql(tt.msg, &e, nil)
 			switch {
 			case tt.notAudit:
 				if !errors.Is(err, errNotSepgsql) {

@@ -19,7 +19,10 @@ var errNotSepgsql = errors.New("not a sepgsql audit message")
 // ` at character N` (stderr logs) is dropped. It returns errNotSepgsql for other SELinux:
 // messages (such as "SELinux: security policy violation") and a descriptive error for a
 // damaged audit line.
-func parseSepgsql(msg string, e *Event) error {
+//
+// perms, if not nil, splits the permission list (a reader may share the slices of
+// repeated lists); nil is strings.Fields.
+func parseSepgsql(msg string, e *Event, perms func(string) []string) error {
 	rest, ok := strings.CutPrefix(msg, sepgsqlMarker)
 	if !ok {
 		return errNotSepgsql
@@ -36,7 +39,10 @@ func parseSepgsql(msg string, e *Event) error {
 	if end < 0 {
 		return errors.New("sepgsql audit line: no closing } after the permissions")
 	}
-	e.Perms = strings.Fields(rest[:end])
+	if perms == nil {
+		perms = strings.Fields
+	}
+	e.Perms = perms(rest[:end])
 	if len(e.Perms) == 0 {
 		return errors.New("sepgsql audit line: no permissions")
 	}

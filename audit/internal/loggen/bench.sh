@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# bench.sh BUILD SIZE: the audit benchmark (make bench-audit). Generates the logs once
-# per size, times each tool with /usr/bin/time -v (page cache warm: one untimed read
-# first), and prints MB/s, ratios and peak RSS.
+# bench.sh BUILD SIZE [RUNS]: the audit benchmark (make bench-audit). Generates the logs once
+# per size, times each tool RUNS times (default 3) with /usr/bin/time -v (page cache
+# warm: one untimed read first), and prints the median time, MB/s, ratios and the
+# peak RSS. (This machine's timings vary by up to a fifth from run to run.)
 set -euo pipefail
-build=$1 size=$2
+build=$1 size=$2 runs=${3:-3}
 dir=$build/bench
 mkdir -p "$dir"
 command -v ausearch >/dev/null || { echo "bench-audit: ausearch missing (apt-get install auditd)" >&2; exit 1; }
@@ -16,17 +17,20 @@ gen() { # kind file
 }
 gen audit "$dir/audit.log"
 gen pgstderr "$dir/postgresql.log"
-measure() { # name file cmd... → prints "name secs MB/s rssMB lines"
+measure() { # name file cmd... → prints "name secs MB/s rssMB lines" (median time of $runs runs, peak RSS)
 	local name=$1 file=$2; shift 2
 	cat "$file" >/dev/null
-	local t=$dir/time.txt
-	/usr/bin/time -v -o "$t" "$@" >"$dir/out.txt" 2>/dev/null || true
-	local secs rss mb lines
-	secs=$(awk -F': ' '/Elapsed \(wall clock\)/{n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$t")
-	rss=$(awk -F': ' '/Maximum resident/{printf "%.1f", $2/1024}' "$t")
+	local t=$dir/time.txt all=() rss=0 r secs mb lines
+	for ((i = 0; i < runs; i++)); do
+		/usr/bin/time -v -o "$t" "$@" >"$dir/out.txt" 2>/dev/null || true
+		all+=("$(awk -F': ' '/Elapsed \(wall clock\)/{n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$t")")
+		r=$(awk -F': ' '/Maximum resident/{printf "%.1f", $2/1024}' "$t")
+		rss=$(awk -v a="$rss" -v b="$r" 'BEGIN{print (b > a ? b : a)}')
+	done
+	secs=$(printf '%s\n' "${all[@]}" | sort -n | awk '{v[NR]=$1} END{print v[int((NR+1)/2)]}')
 	mb=$(awk -v b="$(stat -c %s "$file")" -v s="$secs" 'BEGIN{printf "%.1f", b/1e6/(s>0?s:0.001)}')
 	lines=$(wc -l <"$dir/out.txt")
-	printf '%-44s %8.2f s %9s MB/s %8s MiB RSS %10s lines\n' "$name" "$secs" "$mb" "$rss" "$lines"
+	printf '%-44s %8.2f s %9s MB/s %8s MiB RSS %10s lines   (runs: %s)\n' "$name" "$secs" "$mb" "$rss" "$lines" "${all[*]}"
 	echo "$name|$secs" >>"$dir/results.txt"
 }
 : >"$dir/results.txt"
