@@ -5,6 +5,14 @@
 // database events to the proxy's client sessions; and writes text, JSON lines, CSV,
 // aureport-style summaries, an HTML review and audit2allow-style policy modules.
 //
+// Speed (blocks.go): the audit-log and stderr readers cut their input into blocks of
+// whole lines and parse the lines of several blocks at once, one goroutine per core;
+// only what depends on earlier lines (SYSCALL joins, statements matched to denials),
+// the filter and the output run in input order on one goroutine. On this project's
+// 2-core machine make bench-audit (1 GiB each, --result denied -o csv) reads audit.log
+// at about 1.07 GB/s (ausearch --format csv: 84 MB/s) and a stderr log at 640 MB/s;
+// grep -c reads either at 1.3-1.4 GB/s. Peak RSS stays near 50-65 MiB.
+//
 // Sharp edges:
 //   - Everything streams: readers hold at most a bounded window of pending records (an
 //     audit event's records joined by (node, time, serial); a sepgsql LOG line waiting
