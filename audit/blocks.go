@@ -192,7 +192,7 @@ func (b *blockReader[T]) read(r io.Reader, name string, work chan<- *lineBlock[T
 	}
 }
 
-// putBack returns an unsent block to the free list.
+// putBack offers a block Next has finished with for reuse.
 func (b *blockReader[T]) putBack(blk *lineBlock[T]) {
 	if cap(blk.data) > 2*blockSize {
 		return // let an outsized buffer go
