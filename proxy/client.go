@@ -55,12 +55,20 @@ type client struct {
 
 	smu    sync.Mutex
 	server *serverConn
-	pool   *pool // the client's (database, user) pool, once looked up
+	pool   *pool  // the client's (database, user) pool, once looked up
+	waiter waiter // its place in the pool's queue when it waits
 	killed atomic.Bool
 
 	// desired are the tracked settings the client expects (transaction mode).
 	dmu     sync.Mutex
 	desired map[string]string
+
+	// The wait of awaitInline (transaction mode) for the server's first byte, which the
+	// watchdog cuts short once it is older than inlineWait (cutLongWait).
+	imu     sync.Mutex
+	iserver *serverConn // the server waited for; nil when not waiting
+	isince  int64       // the watchdog's tick when the wait began
+	icut    bool        // the watchdog set a past read deadline on iserver
 }
 
 func (c *client) currentServer() *serverConn {
@@ -459,7 +467,7 @@ func (p *Proxy) acquireServer(ctx context.Context, c *client) (*serverConn, erro
 	if c.pool == nil {
 		c.pool = p.pool(c.db, c.user) // pools live as long as the proxy
 	}
-	s, err := c.pool.acquire(ctx, st.cfg.QueryWaitTimeout.Duration, c.context, func(ctx context.Context) (*serverConn, error) {
+	s, err := c.pool.acquire(ctx, st.cfg.QueryWaitTimeout.Duration, c.context, &c.waiter, func(ctx context.Context) (*serverConn, error) {
 		return dialServer(ctx, st.cfg, c.db, c.user, st.serverPassword(c.user))
 	})
 	if err != nil {

@@ -18,13 +18,12 @@ type metrics struct {
 	logins       *prometheus.CounterVec
 	tags         *prometheus.CounterVec
 	tagSeconds   prometheus.Histogram
-	queries      prometheus.Counter
-	bytesIn      prometheus.Counter
-	bytesOut     prometheus.Counter
 	refusedCalls prometheus.Counter
 	labelDrift   prometheus.Counter
 
-	// Totals for SHOW STATS (Prometheus counters cannot be read back cheaply).
+	// Totals for SHOW STATS (Prometheus counters cannot be read back cheaply). The
+	// query and byte totals are also the Prometheus counters (CounterFunc), so a
+	// transaction makes one atomic add for each, not two.
 	nTags, nTagFailures, tagNanos, nQueries, nBytesIn, nBytesOut atomic.Int64
 }
 
@@ -36,7 +35,6 @@ type tally struct{ bytes, queries int64 }
 // addIn and addOut move a tally into the totals and reset it.
 func (m *metrics) addIn(t *tally) {
 	if t.bytes != 0 {
-		m.bytesIn.Add(float64(t.bytes))
 		m.nBytesIn.Add(t.bytes)
 	}
 	*t = tally{}
@@ -44,11 +42,9 @@ func (m *metrics) addIn(t *tally) {
 
 func (m *metrics) addOut(t *tally) {
 	if t.bytes != 0 {
-		m.bytesOut.Add(float64(t.bytes))
 		m.nBytesOut.Add(t.bytes)
 	}
 	if t.queries != 0 {
-		m.queries.Add(float64(t.queries))
 		m.nQueries.Add(t.queries)
 	}
 	*t = tally{}
@@ -78,14 +74,17 @@ func newMetrics(servers func() float64) *metrics {
 			Help: "Label switches by kind (client, reset) and result (ok, failed)."}, []string{"kind", "result"}),
 		tagSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sepgadm_tag_seconds",
 			Help: "Latency of a label switch round trip.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
-		queries:      prometheus.NewCounter(prometheus.CounterOpts{Name: "sepgadm_ready_for_query_total", Help: "ReadyForQuery messages relayed (completed queries and syncs)."}),
-		bytesIn:      prometheus.NewCounter(prometheus.CounterOpts{Name: "sepgadm_client_bytes_total", Help: "Bytes relayed from clients to servers."}),
-		bytesOut:     prometheus.NewCounter(prometheus.CounterOpts{Name: "sepgadm_server_bytes_total", Help: "Bytes relayed from servers to clients."}),
 		refusedCalls: prometheus.NewCounter(prometheus.CounterOpts{Name: "sepgadm_refused_switch_calls_total", Help: "Client statements refused for calling the switch function."}),
 		labelDrift:   prometheus.NewCounter(prometheus.CounterOpts{Name: "sepgadm_label_drift_total", Help: "Idle server connections found under another label than the proxy left them with (verify_label = always)."}),
 	}
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sepgadm_server_connections", Help: "Server connections open."}, servers))
-	m.reg.MustRegister(m.clients, m.logins, m.tags, m.tagSeconds, m.queries, m.bytesIn, m.bytesOut, m.refusedCalls, m.labelDrift)
+	total := func(name, help string, v *atomic.Int64) prometheus.CounterFunc {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v.Load()) })
+	}
+	m.reg.MustRegister(m.clients, m.logins, m.tags, m.tagSeconds, m.refusedCalls, m.labelDrift,
+		total("sepgadm_ready_for_query_total", "ReadyForQuery messages relayed (completed queries and syncs).", &m.nQueries),
+		total("sepgadm_client_bytes_total", "Bytes relayed from clients to servers.", &m.nBytesIn),
+		total("sepgadm_server_bytes_total", "Bytes relayed from servers to clients.", &m.nBytesOut))
 	return m
 }
 

@@ -51,6 +51,11 @@ type Proxy struct {
 	shutdown  chan struct{}
 	shutOnce  sync.Once
 	ready     chan struct{}
+
+	// clock is the watchdog's coarse clock (watch): the unix time in nanoseconds at its
+	// last tick, and the number of ticks. The per-transaction path reads it instead of
+	// the system clock, which costs about a tenth of a microsecond a read here.
+	clock clock
 }
 
 // New prepares a proxy from a validated configuration: it reads the credential and
@@ -69,6 +74,7 @@ func New(cfg *Config, logger *slog.Logger) (*Proxy, error) {
 		pools: map[poolKey]*pool{}, clients: map[*client]struct{}{}, cancel: map[uint64]*client{},
 		shutdown: make(chan struct{}), ready: make(chan struct{}),
 	}
+	p.clock.set(time.Now())
 	p.metrics = newMetrics(func() float64 {
 		n := 0
 		for _, pl := range p.poolList() {
@@ -183,6 +189,8 @@ func (p *Proxy) Run(ctx context.Context) error {
 
 	reaper := time.NewTicker(time.Second)
 	defer reaper.Stop()
+	watchdog := time.NewTicker(watchTick)
+	defer watchdog.Stop()
 	stopNow := false
 loop:
 	for {
@@ -192,6 +200,8 @@ loop:
 			break loop
 		case <-p.shutdown:
 			break loop
+		case now := <-watchdog.C:
+			p.watch(now)
 		case <-reaper.C:
 			cfg := p.state().cfg
 			for _, pl := range p.poolList() {
@@ -347,7 +357,7 @@ func (p *Proxy) pool(db, user string) *pool {
 		if u, ok := p.state().cfg.Users[user]; ok && u.PoolSize > 0 {
 			size = u.PoolSize
 		}
-		pl = newPool(k, size)
+		pl = newPool(k, size, &p.clock)
 		p.pools[k] = pl
 	}
 	return pl

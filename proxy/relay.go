@@ -41,7 +41,6 @@ func (c *client) relay(s *serverConn) (clean bool) {
 				if body, err = s.r.Body(n); err == nil && len(body) == 1 {
 					status.Store(int32(body[0]))
 					pending.Add(-1)
-					p.metrics.queries.Inc()
 					p.metrics.nQueries.Add(1)
 					_, err = c.w.Write([]byte{'Z', 0, 0, 0, 5, body[0]})
 				}
@@ -52,7 +51,6 @@ func (c *client) relay(s *serverConn) (clean bool) {
 				err = c.w.Flush()
 			}
 			c.wmu.Unlock()
-			p.metrics.bytesOut.Add(float64(n + 5))
 			p.metrics.nBytesOut.Add(int64(n + 5))
 			if err != nil {
 				return
@@ -67,7 +65,6 @@ func (c *client) relay(s *serverConn) (clean bool) {
 			if err != nil {
 				return err
 			}
-			p.metrics.bytesIn.Add(float64(n + 5))
 			p.metrics.nBytesIn.Add(int64(n + 5))
 			switch typ {
 			case 'X':

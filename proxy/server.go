@@ -53,7 +53,11 @@ func (s *serverConn) setState(st string) {
 	s.mu.Lock()
 	s.state = st
 	if st == "idle" {
-		s.lastUsed = time.Now()
+		if s.pool != nil {
+			s.lastUsed = s.pool.clock.now()
+		} else {
+			s.lastUsed = time.Now()
+		}
 	}
 	s.mu.Unlock()
 }
@@ -250,31 +254,33 @@ type pool struct {
 	idle    []*serverConn
 	all     map[*serverConn]struct{}
 	opening int
-	waiters []chan *serverConn // each buffered (1): a connection, or nil to retry
+	clock   *clock
+	waiters []*waiter // oldest first
 	paused  bool
+	// expiry ends waits at their deadline; expiryAt is when it fires (zero: not set).
+	expiry   *time.Timer
+	expiryAt time.Time
 }
 
-func newPool(k poolKey, size int) *pool {
-	return &pool{key: k, size: size, all: map[*serverConn]struct{}{}}
+func newPool(k poolKey, size int, clk *clock) *pool {
+	return &pool{key: k, size: size, all: map[*serverConn]struct{}{}, clock: clk}
 }
 
 var errPoolTimeout = errors.New("query_wait_timeout: no server connection became free")
 
 // acquire returns an idle connection (preferring one already labelled want) or opens a
 // new one while the pool is below its size; otherwise it waits, for at most timeout in
-// all (dialing included). The timer is only made when the pool has nothing idle.
-func (p *pool) acquire(ctx context.Context, timeout time.Duration, want string, open func(context.Context) (*serverConn, error)) (*serverConn, error) {
-	var cancel context.CancelFunc
-	defer func() {
-		if cancel != nil {
-			cancel()
-		}
-	}()
-	bound := func() {
-		if cancel == nil {
-			ctx, cancel = context.WithTimeout(ctx, timeout)
-		}
+// all (dialing included). A wait makes no timer of its own: the pool's one timer
+// (expire) ends the waits that reach their deadline. w is the caller's waiter, reused
+// from one wait to the next (nil: a new one).
+func (p *pool) acquire(ctx context.Context, timeout time.Duration, want string, w *waiter, open func(context.Context) (*serverConn, error)) (*serverConn, error) {
+	if w == nil {
+		w = &waiter{}
 	}
+	if w.ch == nil {
+		w.ch = make(chan *serverConn, 1)
+	}
+	var deadline time.Time // set when the pool first has nothing idle
 	for {
 		p.mu.Lock()
 		if !p.paused && len(p.idle) > 0 {
@@ -298,11 +304,15 @@ func (p *pool) acquire(ctx context.Context, timeout time.Duration, want string, 
 			}
 			return s, nil
 		}
+		if deadline.IsZero() {
+			deadline = p.clock.now().Add(timeout)
+		}
 		if !p.paused && len(p.all)+p.opening < p.size {
 			p.opening++
 			p.mu.Unlock()
-			bound()
-			s, err := open(ctx)
+			dctx, cancel := context.WithDeadline(ctx, deadline)
+			s, err := open(dctx)
+			cancel()
 			p.mu.Lock()
 			p.opening--
 			if err != nil {
@@ -317,47 +327,89 @@ func (p *pool) acquire(ctx context.Context, timeout time.Duration, want string, 
 			return s, nil
 		}
 		// Wait for a connection handed over by release (nil: retry, something changed).
-		ch := make(chan *serverConn, 1)
-		p.waiters = append(p.waiters, ch)
+		w.deadline, w.expired = deadline, false
+		p.waiters = append(p.waiters, w)
+		p.armExpiry(deadline)
 		p.mu.Unlock()
-		bound()
 		var s *serverConn
 		select {
-		case s = <-ch:
+		case s = <-w.ch:
 		case <-ctx.Done():
 			p.mu.Lock()
-			i := slices.Index(p.waiters, ch)
+			i := slices.Index(p.waiters, w)
 			if i >= 0 {
 				p.waiters = slices.Delete(p.waiters, i, i+1)
 			}
 			p.mu.Unlock()
 			if i >= 0 {
-				if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-					return nil, errPoolTimeout
-				}
 				return nil, ctx.Err()
 			}
-			s = <-ch // handed over just as the wait ended: take it
+			s = <-w.ch // handed over just as the wait ended: take it
 		}
 		if s == nil {
+			if w.expired {
+				return nil, errPoolTimeout
+			}
 			continue
 		}
-		if !s.alive() {
-			p.mu.Lock()
-			delete(p.all, s)
-			p.wakeOne()
-			p.mu.Unlock()
-			s.close()
-			continue
-		}
+		// Handed over by release: it served a transaction microseconds ago and was never
+		// idle, so it is not peeked (a backend that dies now is seen at the first read,
+		// as one that dies during the transaction is).
 		return s, nil
+	}
+}
+
+// waiter is a client waiting for a server connection. When acquire returns, the waiter
+// is in no list and its channel is empty, so a client keeps one for all its waits.
+type waiter struct {
+	ch       chan *serverConn // buffered (1): a connection, or nil (retry; expired: give up)
+	deadline time.Time
+	expired  bool // set under p.mu before nil is sent
+}
+
+// armExpiry makes sure the pool's timer fires by deadline. p.mu must be held.
+func (p *pool) armExpiry(deadline time.Time) {
+	if p.expiry == nil {
+		p.expiry = time.AfterFunc(time.Until(deadline), p.expire)
+		p.expiryAt = deadline
+		return
+	}
+	if p.expiryAt.IsZero() || deadline.Before(p.expiryAt) {
+		p.expiry.Reset(time.Until(deadline))
+		p.expiryAt = deadline
+	}
+}
+
+// expire ends the waits past their deadline and sets the timer for the next one.
+func (p *pool) expire() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	kept := p.waiters[:0]
+	next := time.Time{}
+	for _, w := range p.waiters {
+		if !w.deadline.After(now) {
+			w.expired = true
+			w.ch <- nil
+			continue
+		}
+		if next.IsZero() || w.deadline.Before(next) {
+			next = w.deadline
+		}
+		kept = append(kept, w)
+	}
+	clear(p.waiters[len(kept):])
+	p.waiters = kept
+	p.expiryAt = next
+	if !next.IsZero() {
+		p.expiry.Reset(time.Until(next))
 	}
 }
 
 // wakeOne lets one waiter retry. p.mu must be held.
 func (p *pool) wakeOne() {
 	if len(p.waiters) > 0 {
-		p.waiters[0] <- nil
+		p.waiters[0].ch <- nil
 		p.waiters = p.waiters[1:]
 	}
 }
@@ -369,13 +421,13 @@ func (p *pool) release(s *serverConn, reusable bool, lifetime time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch {
-	case !reusable || time.Since(s.created) > lifetime:
+	case !reusable || p.clock.now().Sub(s.created) > lifetime:
 		delete(p.all, s)
 		s.close()
 		p.wakeOne()
 	case len(p.waiters) > 0 && !p.paused:
 		s.setState("active")
-		p.waiters[0] <- s
+		p.waiters[0].ch <- s
 		p.waiters = p.waiters[1:]
 	default:
 		s.setState("idle")
