@@ -14,26 +14,41 @@
 // idle connections keep their label and checkout prefers one already labelled for the
 // client, so a switch is paid only when the label must change.
 //
-// Where the time goes (perf and pprof on make bench-proxy, 50 clients, 2 cores): almost
-// all of the relay's CPU is the kernel's: the two writes per round trip (to the server,
-// to the client), whose wake-ups of the peer preempt the writer, then the reads, the
-// netpoller's epoll_pwait and thread sleeps. What the relay does to keep its own share
-// small, each measured:
+// Where the time goes (perf, strace and /proc on make bench-proxy, select-only, 50
+// clients, pool 20, 2 cores shared with PostgreSQL and pgbench): both poolers spend
+// most of their CPU in the kernel, and the same way: the two writes per round trip
+// (to the server, to the client) wake the peer, which preempts the writer (about 57% of
+// samples, for PgBouncer as for sepgadm, land in the context switch and wake-up
+// paths); system time per transaction is about equal (11-12.6 µs). The difference is
+// user time: PgBouncer's single epoll loop serves about twenty events per epoll_wait,
+// while here each transaction parks the client's goroutine three times when clients
+// outnumber connections (for the request, for a connection, for the answer). What the
+// relay does to keep its own share small, each measured:
 //   - one goroutine per client does the whole round trip (read the request, send it,
 //     read the answer up to ReadyForQuery); a reader goroutine takes over the server's
 //     side only for pipelined requests, Flush, COPY FROM STDIN, or an answer slower
 //     than 200 ms (so a client that leaves during a long statement is still noticed);
+//   - that 200 ms is watched by a watchdog (watch.go, every 50 ms) that sets a past
+//     read deadline on a wait grown too old, instead of a deadline set and cleared
+//     around every answer; the watchdog also keeps the coarse clock used for idle
+//     times, lifetimes and wait deadlines (a system clock read costs about a tenth of a
+//     microsecond in this VM);
 //   - sockets are read and written with raw non-blocking calls inside RawConn callbacks
 //     (rawio.go): a plain net.Conn call releases the P, and when the kernel preempts the
 //     writer, Go's sysmon hands the P to another thread: this alone took pooler CPU per
 //     select-only transaction from about 30 to 23 µs;
 //   - frames are forwarded from the read buffer without decoding (5-byte header, body
 //     copied), with no allocation per frame; a client's repeated query texts are checked
-//     once; traffic counters are summed per transaction, not per message;
-//   - a released connection is handed straight to the longest waiter.
+//     once; traffic counters are summed per transaction, not per message, into one
+//     atomic each (also the Prometheus counters);
+//   - a released connection is handed straight to the longest waiter, and not peeked
+//     (it was never idle); a wait makes no timer (the pool has one, for the earliest
+//     deadline) and reuses the client's waiter. These took 22.2 to 20.4 µs.
 //
-// PgBouncer, single-threaded C on epoll, still spends less CPU per transaction (about 15
-// µs against 21); make bench-proxy prints both.
+// PgBouncer still spends less CPU per transaction (about 12-14 µs against 18-20); make
+// bench-proxy prints both. GOMAXPROCS=1 cuts sepgadm's to about 16 µs at 50 clients
+// (+17% TPS) but loses 8% at 100: with one P, a thread the kernel preempts in a write
+// stalls every client, and a busy P polls the network late.
 //
 // Sharp edges:
 //   - The invariant is: no client statement runs under a context other than the
