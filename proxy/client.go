@@ -62,13 +62,6 @@ type client struct {
 	// desired are the tracked settings the client expects (transaction mode).
 	dmu     sync.Mutex
 	desired map[string]string
-
-	// The wait of awaitInline (transaction mode) for the server's first byte, which the
-	// watchdog cuts short once it is older than inlineWait (cutLongWait).
-	imu     sync.Mutex
-	iserver *serverConn // the server waited for; nil when not waiting
-	isince  int64       // the watchdog's tick when the wait began
-	icut    bool        // the watchdog set a past read deadline on iserver
 }
 
 func (c *client) currentServer() *serverConn {

@@ -28,11 +28,8 @@
 //     read the answer up to ReadyForQuery); a reader goroutine takes over the server's
 //     side only for pipelined requests, Flush, COPY FROM STDIN, or an answer slower
 //     than 200 ms (so a client that leaves during a long statement is still noticed);
-//   - that 200 ms is watched by a watchdog (watch.go, every 50 ms) that sets a past
-//     read deadline on a wait grown too old, instead of a deadline set and cleared
-//     around every answer; the watchdog also keeps the coarse clock used for idle
-//     times, lifetimes and wait deadlines (a system clock read costs about a tenth of a
-//     microsecond in this VM);
+//   - a coarse clock (clock.go, moved every 50 ms) serves wait deadlines, lifetimes and
+//     idle times: a system clock read costs about a tenth of a microsecond in this VM;
 //   - sockets are read and written with raw non-blocking calls inside RawConn callbacks
 //     (rawio.go): a plain net.Conn call releases the P, and when the kernel preempts the
 //     writer, Go's sysmon hands the P to another thread: this alone took pooler CPU per
