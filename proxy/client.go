@@ -62,6 +62,13 @@ type client struct {
 	// desired are the tracked settings the client expects (transaction mode).
 	dmu     sync.Mutex
 	desired map[string]string
+	dkey    string // settingsKey(desired)
+
+	// Transaction mode: the relay's state (txn.go), and the client's part in the event
+	// loop (loop.go; nil when the client cannot use it, TLS for one).
+	br  *bufio.Reader
+	txn *txnClient
+	lp  *loopClient
 }
 
 func (c *client) currentServer() *serverConn {
@@ -80,6 +87,9 @@ func (c *client) setServer(s *serverConn) {
 func (c *client) kill() {
 	c.killed.Store(true)
 	_ = c.conn.Close()
+	if c.lp != nil {
+		c.lp.loop.post(loopMsg{kind: msgEvict, c: c}) // a parked client goes back to its goroutine
+	}
 	if s := c.currentServer(); s != nil {
 		_ = s.conn.SetDeadline(time.Now())
 	}
@@ -137,8 +147,18 @@ func (p *Proxy) serveClient(conn net.Conn, idx int) {
 	}
 	c.appName = startup.Params["application_name"]
 	c.params = startup.Params
-	rw := newRawIO(c.conn)
-	c.r = wire.NewReader(bufio.NewReaderSize(rw, 16<<10), cfg.MaxMessageSize)
+	var rw io.ReadWriter = c.conn
+	rio := newRaw(c.conn)
+	if rio != nil {
+		rw = rio
+		if cfg.PoolMode == "transaction" && cfg.EventLoop == "on" && len(p.loops) > 0 {
+			l := p.loops[p.nextID.Load()%uint64(len(p.loops))]
+			c.lp = &loopClient{loop: l, back: make(chan struct{}, 1), rio: rio, slot: -1}
+			c.lp.waiter = waiter{loop: l, c: c}
+		}
+	}
+	c.br = bufio.NewReaderSize(rw, 16<<10)
+	c.r = wire.NewReader(c.br, cfg.MaxMessageSize)
 	c.w = bufio.NewWriterSize(rw, 16<<10)
 
 	p.mu.Lock()
@@ -459,6 +479,15 @@ func (p *Proxy) acquireServer(ctx context.Context, c *client) (*serverConn, erro
 	st := p.state()
 	if c.pool == nil {
 		c.pool = p.pool(c.db, c.user) // pools live as long as the proxy
+	}
+	if lp := c.lp; lp != nil && (lp.pre != nil || lp.preErr != nil) {
+		// The event loop took a connection for this request, or waited in vain.
+		s, err := lp.pre, lp.preErr
+		lp.pre, lp.preErr = nil, nil
+		if err != nil {
+			return nil, &loginError{code: "08006", msg: "sepgadm: could not get a server connection: " + err.Error(), result: "server_error", err: err}
+		}
+		return s, nil
 	}
 	s, err := c.pool.acquire(ctx, st.cfg.QueryWaitTimeout.Duration, c.context, &c.waiter, func(ctx context.Context) (*serverConn, error) {
 		return dialServer(ctx, st.cfg, c.db, c.user, st.serverPassword(c.user))

@@ -25,6 +25,10 @@ type Config struct {
 	// confirms it with sepgsql_getcon() before reusing a connection already labelled for
 	// the client (catches clients that changed their own label).
 	VerifyLabel string `toml:"verify_label"`
+	// EventLoop "on" serves transaction-mode clients in their steady state on one event
+	// loop (as PgBouncer does) instead of a goroutine wake-up per message; "off" keeps
+	// every client on its own goroutine. TLS clients always use their goroutine.
+	EventLoop string `toml:"event_loop"`
 	// Tagging "on" switches each server session to the client's context; "off" makes a
 	// plain pooler for servers without sepgsql.
 	Tagging string `toml:"tagging"`
@@ -215,6 +219,7 @@ func (c *Config) setDefaults() {
 	}
 	def(&c.PoolMode, "session")
 	def(&c.VerifyLabel, "on_switch")
+	def(&c.EventLoop, "on")
 	def(&c.Tagging, "on")
 	def(&c.TagFunction, "sepgadm.tag")
 	def(&c.LogLevel, "info")
@@ -251,6 +256,9 @@ func (c *Config) validate(src []byte) error {
 	}
 	if c.VerifyLabel != "on_switch" && c.VerifyLabel != "always" {
 		return bad("verify_label", "%q: want on_switch or always", c.VerifyLabel)
+	}
+	if c.EventLoop != "on" && c.EventLoop != "off" {
+		return bad("event_loop", "%q: want on or off", c.EventLoop)
 	}
 	if c.Tagging != "on" && c.Tagging != "off" {
 		return bad("tagging", "%q: want on or off", c.Tagging)

@@ -14,6 +14,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -54,6 +55,9 @@ type Proxy struct {
 
 	// clock is the coarse clock the per-transaction path reads (clock.go).
 	clock clock
+	// loops serve transaction-mode clients between and during simple requests
+	// (loop.go), one per P; a client keeps the loop it was given.
+	loops []*eventLoop
 }
 
 // New prepares a proxy from a validated configuration: it reads the credential and
@@ -151,6 +155,15 @@ func (p *Proxy) Run(ctx context.Context) error {
 	cfg := st.cfg
 	if cfg.Tagging == "off" {
 		p.log.Warn("tagging is off: sepgadm runs as a plain pooler and every query runs under the proxy's own SELinux label")
+	}
+	for i := range min(runtime.GOMAXPROCS(0), 64) {
+		l, err := newEventLoop(p, i)
+		if err != nil {
+			return err
+		}
+		p.loops = append(p.loops, l)
+		go l.run()
+		defer l.close() // after every client has gone (clientWG, below)
 	}
 	for i, l := range cfg.Listen {
 		ln, err := listen(l)

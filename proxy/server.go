@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"slices"
 	"strconv"
@@ -37,6 +38,14 @@ type serverConn struct {
 	// prepared holds the names of client statements prepared on this connection
 	// (transaction mode renames them per query; see txn.go).
 	prepared map[string]bool
+	// rio is the socket's raw reader and writer (nil without a descriptor); inLoop has
+	// the bits of the event loops that added the descriptor to their epoll sets (each
+	// loop touches only its own bit, while the connection is its client's).
+	rio    *rawIO
+	inLoop uint64
+	// pkey is settingsKey(params), made when first needed after params changed (setParam).
+	pkey   string
+	pkeyOK bool
 
 	created time.Time
 
@@ -89,7 +98,11 @@ func dialServer(ctx context.Context, cfg *Config, db, user, password string) (*s
 		pc.Close(ctx)
 		return nil, fmt.Errorf("take over server connection: %w", err)
 	}
-	rw := newRawIO(h.Conn)
+	rio := newRaw(h.Conn)
+	var rw io.ReadWriter = h.Conn
+	if rio != nil {
+		rw = rio
+	}
 	br := bufio.NewReaderSize(rw, 32<<10)
 	now := time.Now()
 	var raw syscall.RawConn
@@ -98,7 +111,7 @@ func dialServer(ctx context.Context, cfg *Config, db, user, password string) (*s
 	}
 	return &serverConn{
 		conn: h.Conn, raw: raw, br: br, r: wire.NewReader(br, cfg.MaxMessageSize), w: bufio.NewWriterSize(rw, 32<<10),
-		pid: h.PID, secret: h.SecretKey, params: h.ParameterStatuses, prepared: map[string]bool{},
+		pid: h.PID, secret: h.SecretKey, params: h.ParameterStatuses, prepared: map[string]bool{}, rio: rio,
 		created: now, lastUsed: now, state: "idle",
 	}, nil
 }
@@ -118,6 +131,20 @@ func serverConfig(cfg *Config, db, user, password string) (*pgconn.Config, error
 }
 
 func (s *serverConn) close() { _ = s.conn.Close() }
+
+// setParam records a ParameterStatus (or a setting the proxy replayed).
+func (s *serverConn) setParam(k, v string) {
+	s.params[k] = v
+	s.pkeyOK = false
+}
+
+// paramsKey is settingsKey of the session's settings. Only the connection's user calls it.
+func (s *serverConn) paramsKey() string {
+	if !s.pkeyOK {
+		s.pkey, s.pkeyOK = settingsKey(s.params), true
+	}
+	return s.pkey
+}
 
 // alive checks, without blocking, that an idle connection has nothing to say: a backend
 // terminated while idle has sent its FATAL and closed. One read syscall per checkout.
@@ -205,7 +232,7 @@ func (s *serverConn) roundTrip(ctx context.Context, msg []byte) (first *string, 
 		case 'S':
 			var ps pgproto3.ParameterStatus
 			if ps.Decode(body) == nil {
-				s.params[ps.Name] = ps.Value
+				s.setParam(ps.Name, ps.Value)
 			}
 		}
 	}
@@ -283,23 +310,9 @@ func (p *pool) acquire(ctx context.Context, timeout time.Duration, want string, 
 	var deadline time.Time // set when the pool first has nothing idle
 	for {
 		p.mu.Lock()
-		if !p.paused && len(p.idle) > 0 {
-			i := len(p.idle) - 1
-			for j := len(p.idle) - 1; j >= 0; j-- {
-				if l, _, _ := p.idle[j].snapshot(); l == want {
-					i = j
-					break
-				}
-			}
-			s := p.idle[i]
-			p.idle = append(p.idle[:i], p.idle[i+1:]...)
-			s.setState("active")
+		if s := p.takeIdleLocked(want); s != nil {
 			p.mu.Unlock()
-			if !s.alive() {
-				p.mu.Lock()
-				delete(p.all, s)
-				p.mu.Unlock()
-				s.close()
+			if !p.checkAlive(s) {
 				continue
 			}
 			return s, nil
@@ -359,12 +372,106 @@ func (p *pool) acquire(ctx context.Context, timeout time.Duration, want string, 
 	}
 }
 
+// takeIdleLocked takes an idle connection, preferring one labelled want (the most
+// recently used otherwise); nil if none may be taken. p.mu must be held.
+func (p *pool) takeIdleLocked(want string) *serverConn {
+	if p.paused || len(p.idle) == 0 {
+		return nil
+	}
+	i := len(p.idle) - 1
+	for j := len(p.idle) - 1; j >= 0; j-- {
+		if l, _, _ := p.idle[j].snapshot(); l == want {
+			i = j
+			break
+		}
+	}
+	s := p.idle[i]
+	p.idle = append(p.idle[:i], p.idle[i+1:]...)
+	s.setState("active")
+	return s
+}
+
+// checkAlive peeks at a connection just taken from the idle list and closes it if its
+// backend is gone.
+func (p *pool) checkAlive(s *serverConn) bool {
+	if s.alive() {
+		return true
+	}
+	p.mu.Lock()
+	delete(p.all, s)
+	p.mu.Unlock()
+	s.close()
+	return false
+}
+
+// tryResult is what tryAcquire did.
+type tryResult int
+
+const (
+	tryGot     tryResult = iota // a connection was taken
+	tryWaiting                  // w was queued: the connection (or nil) comes to w.hand
+	tryDial                     // the pool may open a connection: that needs a goroutine
+)
+
+// tryAcquire is acquire for the event loop, which must never wait: it takes an idle
+// connection, or queues w (whose deadline is kept from an earlier try of the same
+// checkout, or set now), or says a connection may be opened.
+func (p *pool) tryAcquire(timeout time.Duration, want string, w *waiter) (*serverConn, tryResult) {
+	for {
+		p.mu.Lock()
+		if s := p.takeIdleLocked(want); s != nil {
+			p.mu.Unlock()
+			if !p.checkAlive(s) {
+				continue
+			}
+			return s, tryGot
+		}
+		if !p.paused && len(p.all)+p.opening < p.size {
+			p.mu.Unlock()
+			return nil, tryDial
+		}
+		if w.deadline.IsZero() {
+			w.deadline = p.clock.now().Add(timeout)
+		}
+		w.expired = false
+		p.waiters = append(p.waiters, w)
+		p.armExpiry(w.deadline)
+		p.mu.Unlock()
+		return nil, tryWaiting
+	}
+}
+
+// cancelWait takes w out of the queue; false if it was already handed something.
+func (p *pool) cancelWait(w *waiter) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	i := slices.Index(p.waiters, w)
+	if i < 0 {
+		return false
+	}
+	p.waiters = slices.Delete(p.waiters, i, i+1)
+	return true
+}
+
 // waiter is a client waiting for a server connection. When acquire returns, the waiter
 // is in no list and its channel is empty, so a client keeps one for all its waits.
 type waiter struct {
 	ch       chan *serverConn // buffered (1): a connection, or nil (retry; expired: give up)
 	deadline time.Time
 	expired  bool // set under p.mu before nil is sent
+	// loop, for a client waiting in the event loop: what it is handed goes to the
+	// loop's inbox instead of ch.
+	loop *eventLoop
+	c    *client
+}
+
+// hand gives w a connection, or nil (retry; w.expired: give up). p.mu is held.
+func (w *waiter) hand(s *serverConn) {
+	if w.loop != nil {
+		w.loop.post(loopMsg{kind: msgHanded, c: w.c, s: s, expired: w.expired})
+		return
+	}
+	w.ch <- s
 }
 
 // armExpiry makes sure the pool's timer fires by deadline. p.mu must be held.
@@ -390,7 +497,7 @@ func (p *pool) expire() {
 	for _, w := range p.waiters {
 		if !w.deadline.After(now) {
 			w.expired = true
-			w.ch <- nil
+			w.hand(nil)
 			continue
 		}
 		if next.IsZero() || w.deadline.Before(next) {
@@ -409,8 +516,9 @@ func (p *pool) expire() {
 // wakeOne lets one waiter retry. p.mu must be held.
 func (p *pool) wakeOne() {
 	if len(p.waiters) > 0 {
-		p.waiters[0].ch <- nil
+		w := p.waiters[0]
 		p.waiters = p.waiters[1:]
+		w.hand(nil)
 	}
 }
 
@@ -427,8 +535,9 @@ func (p *pool) release(s *serverConn, reusable bool, lifetime time.Duration) {
 		p.wakeOne()
 	case len(p.waiters) > 0 && !p.paused:
 		s.setState("active")
-		p.waiters[0].ch <- s
+		w := p.waiters[0]
 		p.waiters = p.waiters[1:]
+		w.hand(s)
 	default:
 		s.setState("idle")
 		p.idle = append(p.idle, s)

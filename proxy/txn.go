@@ -103,27 +103,38 @@ func appendCString(dst []byte, s string) []byte { return append(append(dst, s...
 // connection closed.
 const inlineWait = 200 * time.Millisecond
 
+// txnClient is a transaction-mode client's relay state, which its goroutine and the
+// event loop share (whichever holds the client at the time).
+type txnClient struct {
+	tx    txState
+	stmts map[string]clientStmt
+	local bool // an extended-protocol batch answered by the proxy awaits its Sync
+	in    tally
+	// clean holds query texts that needed nothing (not refused, no session-only
+	// feature, no search_path) under configuration cleanSt: clients send the same few
+	// statements again and again (pgbench -M extended parses each one every time). The
+	// event loop forwards only texts found here.
+	clean   map[string]struct{}
+	cleanSt *state
+}
+
 // relayTransactions serves c in transaction mode until it leaves.
 //
-// One goroutine does the common case alone: it reads a request from the client, sends it,
-// and reads the answer itself up to ReadyForQuery (no goroutine per transaction, no
-// hand-off between goroutines). A reader goroutine takes the server's side only when the
-// client must be read while the server talks: pipelined requests, Flush, COPY FROM
-// STDIN, or an answer slower than inlineWait.
+// Between requests, a client with its own socket descriptor parks in the event loop
+// (loop.go), which serves the common case for every such client on one goroutine and
+// gives the client back for anything else. Here, one goroutine does the common case
+// alone: it reads a request from the client, sends it, and reads the answer itself up to
+// ReadyForQuery (no goroutine per transaction, no hand-off between goroutines). A reader
+// goroutine takes the server's side only when the client must be read while the server
+// talks: pipelined requests, Flush, COPY FROM STDIN, or an answer slower than inlineWait.
 func (c *client) relayTransactions(ctx context.Context) {
 	p := c.p
-	tx := &txState{}
-	stmts := map[string]clientStmt{}
-	local := false // an extended-protocol batch answered by the proxy awaits its Sync
-	var in tally
-	// clean holds query texts that needed nothing (not refused, no session-only feature,
-	// no search_path) under configuration cleanSt: clients send the same few statements
-	// again and again (pgbench -M extended parses each one every time).
-	clean := map[string]struct{}{}
-	var cleanSt *state
+	c.txn = &txnClient{stmts: map[string]clientStmt{}, clean: map[string]struct{}{}}
+	t := c.txn
+	tx := &t.tx
 	var err error
 	defer func() {
-		p.metrics.addIn(&in)
+		p.metrics.addIn(&t.in)
 		tx.mu.Lock()
 		s := tx.server
 		tx.server = nil
@@ -134,15 +145,24 @@ func (c *client) relayTransactions(ctx context.Context) {
 			_ = s.conn.SetReadDeadline(time.Now())
 			p.discardServer(s)
 		}
+		if c.lp != nil && c.lp.pre != nil {
+			p.releaseTxn(c.lp.pre) // checked out by the loop, never used
+			c.lp.pre = nil
+		}
 	}()
 	for {
+		if c.canPark() {
+			if err = c.parkInLoop(); err != nil {
+				return
+			}
+		}
 		var typ byte
 		var n int
 		typ, n, err = c.r.Header()
 		if err != nil || typ == 'X' {
 			return
 		}
-		in.bytes += int64(n + 5)
+		t.in.bytes += int64(n + 5)
 		var body []byte
 		switch typ {
 		case 'Q', 'P', 'B', 'D', 'C':
@@ -150,7 +170,7 @@ func (c *client) relayTransactions(ctx context.Context) {
 				return
 			}
 		}
-		if q := wire.QueryBytes(typ, body); q != nil && !c.knownClean(clean, &cleanSt, q) {
+		if q := wire.QueryBytes(typ, body); q != nil && !c.knownClean(t.clean, &t.cleanSt, q) {
 			sql := string(q)
 			if p.forbidden(sql) {
 				p.metrics.refusedCalls.Inc()
@@ -170,21 +190,21 @@ func (c *client) relayTransactions(ctx context.Context) {
 				if m := setSearchPathRE.FindStringSubmatch(sql); m != nil && typ == 'Q' {
 					c.setDesired("search_path", m[1])
 				}
-			} else if len(clean) < maxCleanQueries && len(sql) <= maxCleanQueryLen {
-				clean[sql] = struct{}{}
+			} else if len(t.clean) < maxCleanQueries && len(sql) <= maxCleanQueryLen {
+				t.clean[sql] = struct{}{}
 			}
 		}
 
 		tx.mu.Lock()
 		s := tx.server
-		if s == nil && c.answerLocally(stmts, typ, body, &local) {
+		if s == nil && c.answerLocally(t.stmts, typ, body, &t.local) {
 			tx.mu.Unlock()
 			continue
 		}
 		if s == nil {
-			local = false
+			t.local = false
 			tx.mu.Unlock()
-			p.metrics.addIn(&in)
+			p.metrics.addIn(&t.in)
 			s, err = p.checkout(ctx, c)
 			if err != nil {
 				c.fatalLogin(err)
@@ -200,7 +220,7 @@ func (c *client) relayTransactions(ctx context.Context) {
 		if !tx.async && (tx.pending > 0 || typ == 'H') {
 			c.handOff(s, tx)
 		}
-		err = c.forwardTxn(s, tx, stmts, typ, n, body)
+		err = c.forwardTxn(s, tx, t.stmts, typ, n, body)
 		inline := false
 		if err == nil && c.r.Buffered() == 0 {
 			err = s.w.Flush()
@@ -350,8 +370,16 @@ func (c *client) forwardTxn(s *serverConn, tx *txState, stmts map[string]clientS
 		if err != nil {
 			return err
 		}
-		nb := appendCString(appendCString(nil, portal), srv)
-		return write('B', append(nb, tail...))
+		// The same Bind with the statement renamed, written in pieces (no allocation).
+		if err := frameHeader(s.w, 'B', len(portal)+1+len(srv)+1+len(tail)); err != nil {
+			return err
+		}
+		_, _ = s.w.WriteString(portal)
+		_ = s.w.WriteByte(0)
+		_, _ = s.w.WriteString(srv)
+		_ = s.w.WriteByte(0)
+		_, err = s.w.Write(tail)
+		return err
 	case 'D', 'C':
 		tx.dirty = true
 		if len(body) < 2 || body[0] != 'S' {
@@ -523,7 +551,7 @@ func (c *client) serverMessage(s *serverConn, tx *txState, out *tally) (msgState
 	case 'S':
 		var ps pgproto3.ParameterStatus
 		if ps.Decode(body) == nil {
-			s.params[ps.Name] = ps.Value
+			s.setParam(ps.Name, ps.Value)
 			c.setDesired(ps.Name, ps.Value)
 		}
 	}
@@ -589,8 +617,34 @@ func (c *client) setDesired(name, value string) {
 	if c.desired == nil {
 		c.desired = map[string]string{}
 	}
-	c.desired[name] = value
+	if old, ok := c.desired[name]; !ok || old != value {
+		c.desired[name] = value
+		c.dkey = settingsKey(c.desired)
+	}
 	c.dmu.Unlock()
+}
+
+// settingsKey spells the tracked settings of m in one string: two sessions with the same
+// key agree on every tracked setting (each set to the same value, or unset in both), so
+// a server connection whose key is the client's needs nothing replayed.
+func settingsKey(m map[string]string) string {
+	var b strings.Builder
+	for _, k := range trackedParams {
+		if v, ok := m[k]; ok {
+			b.WriteByte('=')
+			b.WriteString(v)
+		}
+		b.WriteByte(0)
+	}
+	return b.String()
+}
+
+// needsReplay reports whether s's tracked settings differ from the client's.
+func (c *client) needsReplay(s *serverConn) bool {
+	c.dmu.Lock()
+	same := c.dkey == s.paramsKey()
+	c.dmu.Unlock()
+	return !same && c.replaySQL(s) != ""
 }
 
 // checkout attaches a server connection for the client's next transaction: one already
@@ -620,13 +674,15 @@ func (p *Proxy) checkout(ctx context.Context, c *client) (*serverConn, error) {
 			}
 		}
 	}
-	if sql := c.replaySQL(s); sql != "" {
+	if !c.needsReplay(s) {
+		// nothing to replay
+	} else if sql := c.replaySQL(s); sql != "" {
 		if _, err := s.simpleQuery(ctx, sql); err != nil {
 			p.discardServer(s)
 			return nil, &loginError{code: "08006", msg: "sepgadm: replay settings: " + err.Error(), result: "server_error", err: err}
 		}
 		if v, ok := c.desiredValue("search_path"); ok {
-			s.params["search_path"] = v
+			s.setParam("search_path", v)
 		}
 	}
 	s.setState("active")

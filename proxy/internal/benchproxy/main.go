@@ -49,9 +49,10 @@ type target struct {
 type point struct{ tps, latency, cpu float64 }
 
 type options struct {
-	seconds, idle, rounds int
-	mode                  string
-	scripts, only         []string
+	seconds, idle, rounds, pprof int
+	byProcess                    bool
+	mode                         string
+	scripts, only                []string
 }
 
 func main() {
@@ -62,11 +63,13 @@ func main() {
 	// Debian's PgBouncer 1.18 has no protocol-level prepared statements in transaction
 	// mode (1.21 does), so the race uses the extended protocol without them.
 	mode := flag.String("mode", "extended", "pgbench -M mode")
-	only := flag.String("targets", "", "comma-separated target names to run (default: all; postgres,pgbouncer,untagged,1ctx,Nctx)")
+	only := flag.String("targets", "", "comma-separated target names to run (default: postgres,pgbouncer,untagged,1ctx,Nctx; noloop adds untagged with event_loop off)")
 	scripts := flag.String("scripts", "select-only,tpcb-like", "pgbench built-in scripts")
 	rounds := flag.Int("rounds", 1, "runs per point; the median TPS is reported")
+	byProcess := flag.Bool("by-process", false, "also print the machine's CPU per transaction by process (postgres, pgbench, poolers)")
+	pprofPort := flag.Int("pprof", 0, "serve each sepgadm's metrics and pprof on 127.0.0.1 from this port up (untagged, tagged, noloop)")
 	flag.Parse()
-	o := options{seconds: *seconds, idle: *idle, mode: *mode, rounds: max(*rounds, 1), scripts: strings.Split(*scripts, ",")}
+	o := options{seconds: *seconds, idle: *idle, mode: *mode, rounds: max(*rounds, 1), scripts: strings.Split(*scripts, ","), pprof: *pprofPort, byProcess: *byProcess}
 	if *only != "" {
 		o.only = strings.Split(*only, ",")
 	}
@@ -159,8 +162,13 @@ pidfile = %s
 	defer func() { _ = pgb.Process.Kill(); _ = pgb.Wait() }()
 
 	// sepgadm, three ways.
+	started := 0
 	start := func(name, extra string) (int, *exec.Cmd, error) {
 		port := freePort()
+		if o.pprof != 0 {
+			extra += fmt.Sprintf("\nmetrics_listen = \"127.0.0.1:%d\"\ndebug_pprof = true\n", o.pprof+started)
+			started++
+		}
 		var rules strings.Builder
 		for i := range 128 {
 			fmt.Fprintf(&rules, "[[context]]\napplication_name = \"bench-%d\"\ncontext = \"system_u:system_r:tenant_%d_t:s0\"\n", i, i)
@@ -202,7 +210,19 @@ port = %d
 		return err
 	}
 	defer func() { _ = tagged.Process.Kill(); _ = tagged.Wait() }()
-	for _, p := range []int{pgbPort, plainPort, tagPort} {
+	ports := []int{pgbPort, plainPort, tagPort}
+	// The goroutine-per-client relay, for a same-run A/B of the event loop (-targets noloop).
+	var noloopPort, noloopPID int
+	if slices.Contains(o.only, "noloop") {
+		port, cmd, err := start("noloop", "tagging = \"off\"\nevent_loop = \"off\"")
+		if err != nil {
+			return err
+		}
+		defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+		noloopPort, noloopPID = port, cmd.Process.Pid
+		ports = append(ports, port)
+	}
+	for _, p := range ports {
 		if err := waitPort(ctx, p); err != nil {
 			return err
 		}
@@ -214,16 +234,15 @@ port = %d
 		{name: "sepgadm untagged", short: "untagged", port: plainPort, pid: plain.Process.Pid},
 		{name: "sepgadm 1 context", short: "1ctx", port: tagPort, pid: tagged.Process.Pid},
 		{name: "sepgadm N contexts", short: "Nctx", port: tagPort, pid: tagged.Process.Pid, perClient: true},
+		{name: "untagged, no loop", short: "noloop", port: noloopPort, pid: noloopPID},
 	}
-	if o.only != nil {
-		var keep []target
-		for _, tg := range targets {
-			if slices.Contains(o.only, tg.short) {
-				keep = append(keep, tg)
-			}
+	var keep []target
+	for _, tg := range targets {
+		if (o.only == nil && tg.short != "noloop") || slices.Contains(o.only, tg.short) {
+			keep = append(keep, tg)
 		}
-		targets = keep
 	}
+	targets = keep
 	// Points are interleaved (every target at one client count, then the next count) and
 	// repeated o.rounds times, so drift in the machine's load spreads over all targets.
 	results := map[string]map[string]map[int]point{}
@@ -242,6 +261,11 @@ port = %d
 						host = c.SocketDir
 					}
 					cpu0 := cpuSeconds(tg.pid)
+					busy0, all0 := machineCPU()
+					var before map[string]float64
+					if o.byProcess {
+						before = cpuByCommand()
+					}
 					pt, err := pgbench(host, tg.port, script, mode, n, seconds, tg.perClient)
 					if err != nil {
 						return fmt.Errorf("%s, %s, %d clients: %w", tg.name, script, n, err)
@@ -249,8 +273,19 @@ port = %d
 					if tg.pid != 0 && pt.tps > 0 {
 						pt.cpu = (cpuSeconds(tg.pid) - cpu0) / (pt.tps * float64(seconds)) * 1e6
 					}
+					busy1, all1 := machineCPU()
+					busy := 100 * (busy1 - busy0) / max(all1-all0, 1)
 					runs[tg.name][n] = append(runs[tg.name][n], pt)
-					fmt.Printf("  %-12s %-19s %4d clients: %9.0f tps %8.3f ms %6.1f us pooler CPU/txn\n", script, tg.name, n, pt.tps, pt.latency, pt.cpu)
+					fmt.Printf("  %-12s %-19s %4d clients: %9.0f tps %8.3f ms %6.1f us pooler CPU/txn, machine %3.0f%% busy\n", script, tg.name, n, pt.tps, pt.latency, pt.cpu, busy)
+					if o.byProcess && pt.tps > 0 {
+						txns := pt.tps * float64(seconds)
+						fmt.Printf("      machine CPU per transaction, us: %.1f in all", (busy1-busy0)/100/txns*1e6)
+						after := cpuByCommand()
+						for _, k := range []string{"postgres", "pgbench", "pgbouncer", "sepgadm"} {
+							fmt.Printf(", %s %.1f", k, (after[k]-before[k])/txns*1e6)
+						}
+						fmt.Println()
+					}
 				}
 			}
 		}
@@ -422,6 +457,59 @@ func cpuSeconds(pid int) float64 {
 	u, _ := strconv.ParseFloat(f[11], 64)
 	st, _ := strconv.ParseFloat(f[12], 64)
 	return (u + st) / 100 // USER_HZ
+}
+
+// cpuByCommand sums the CPU seconds (user + system) of every process by command name,
+// threads and exited children included.
+func cpuByCommand() map[string]float64 {
+	out := map[string]float64{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		open, close := strings.IndexByte(string(b), '('), strings.LastIndexByte(string(b), ')')
+		if open < 0 || close < open {
+			continue
+		}
+		comm := string(b[open+1 : close])
+		f := strings.Fields(string(b[close+1:]))
+		if len(f) < 15 {
+			continue
+		}
+		var sum float64
+		for _, i := range []int{11, 12} { // utime, stime
+			v, _ := strconv.ParseFloat(f[i], 64)
+			sum += v
+		}
+		out[comm] += sum / 100
+	}
+	return out
+}
+
+// machineCPU is the machine's busy and total CPU time so far, in USER_HZ ticks, from
+// /proc/stat (busy: all but idle and iowait).
+func machineCPU() (busy, all float64) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	for i, f := range strings.Fields(line)[1:] {
+		v, _ := strconv.ParseFloat(f, 64)
+		if i >= 8 { // guest time is already in user time
+			break
+		}
+		all += v
+		if i != 3 && i != 4 {
+			busy += v
+		}
+	}
+	return busy, all
 }
 
 func rss(pid int) float64 {
