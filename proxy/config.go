@@ -25,9 +25,10 @@ type Config struct {
 	// confirms it with sepgsql_getcon() before reusing a connection already labelled for
 	// the client (catches clients that changed their own label).
 	VerifyLabel string `toml:"verify_label"`
-	// EventLoop "on" serves transaction-mode clients in their steady state on one event
-	// loop (as PgBouncer does) instead of a goroutine wake-up per message; "off" keeps
-	// every client on its own goroutine. TLS clients always use their goroutine.
+	// EventLoop "on" (experimental) serves transaction-mode clients in their steady
+	// state on event loops, one per CPU, as PgBouncer does on its one; "off" (the
+	// default) keeps every client on its own goroutine. TLS clients always use their
+	// goroutine. Measured so far the loops are no faster (see loop.go).
 	EventLoop string `toml:"event_loop"`
 	// Tagging "on" switches each server session to the client's context; "off" makes a
 	// plain pooler for servers without sepgsql.
@@ -219,7 +220,7 @@ func (c *Config) setDefaults() {
 	}
 	def(&c.PoolMode, "session")
 	def(&c.VerifyLabel, "on_switch")
-	def(&c.EventLoop, "on")
+	def(&c.EventLoop, "off")
 	def(&c.Tagging, "on")
 	def(&c.TagFunction, "sepgadm.tag")
 	def(&c.LogLevel, "info")

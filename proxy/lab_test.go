@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -297,23 +298,38 @@ func TestLabDemoWorks(t *testing.T) {
 	}
 }
 
-// The transaction-mode proxy of the stress and drift tests.
-const txnSocket = "/run/sepgadm-txn"
+// The transaction-mode proxies of the stress and drift tests: one on the goroutine relay
+// with verify_label = "always", one with the event loop.
+const (
+	txnSocket   = "/run/sepgadm-txn"
+	loopSocket  = "/run/sepgadm-loop"
+	loopMetrics = "127.0.0.1:9187"
+)
 
-var txnSetup struct {
+type labProxy struct {
 	sync.Once
 	proxy *exec.Cmd
 	err   error
 }
 
+var txnSetup, loopSetup labProxy
+
 func startTxnProxy(t *testing.T) {
+	startLabProxy(t, &txnSetup, "txn", txnSocket, `verify_label = "always"`)
+}
+
+func startLoopProxy(t *testing.T) {
+	startLabProxy(t, &loopSetup, "loop", loopSocket, fmt.Sprintf("event_loop = \"on\"\nmetrics_listen = %q", loopMetrics))
+}
+
+func startLabProxy(t *testing.T, lp *labProxy, name, socket, extra string) {
 	t.Helper()
 	setupLab(t)
-	txnSetup.Do(func() {
+	lp.Do(func() {
 		cfg := fmt.Sprintf(`pool_mode = "transaction"
-verify_label = "always"
+%s
 credential_file = "/etc/sepgadm/credential"
-session_log = "/var/log/sepgadm/txn-sessions.jsonl"
+session_log = "/var/log/sepgadm/%s-sessions.jsonl"
 max_client_conn = 200
 query_wait_timeout = "60s"
 [[listen]]
@@ -324,41 +340,45 @@ auth = "trust"
 host = "/var/run/postgresql"
 [users.postgres]
 pool_size = 3
-`, txnSocket)
-		if err := os.WriteFile("/etc/sepgadm/txn.toml", []byte(cfg), 0o644); err != nil {
-			txnSetup.err = err
+`, extra, name, socket)
+		file := "/etc/sepgadm/" + name + ".toml"
+		if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
+			lp.err = err
 			return
 		}
-		logf, err := os.Create(filepath.Join(os.Getenv("OUT"), "proxy-txn.log"))
+		logf, err := os.Create(filepath.Join(os.Getenv("OUT"), "proxy-"+name+".log"))
 		if err != nil {
-			txnSetup.err = err
+			lp.err = err
 			return
 		}
-		cmd := exec.Command("/usr/sbin/sepgadm", "proxy", "--config", "/etc/sepgadm/txn.toml")
+		cmd := exec.Command("/usr/sbin/sepgadm", "proxy", "--config", file)
 		cmd.Stdout, cmd.Stderr = logf, logf
 		if err := cmd.Start(); err != nil {
-			txnSetup.err = err
+			lp.err = err
 			return
 		}
-		txnSetup.proxy = cmd
+		lp.proxy = cmd
 		for range 100 {
-			if _, err := os.Stat(txnSocket + "/.s.PGSQL.6432"); err == nil {
+			if _, err := os.Stat(socket + "/.s.PGSQL.6432"); err == nil {
 				return
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		txnSetup.err = fmt.Errorf("the transaction-mode proxy did not start")
+		lp.err = fmt.Errorf("the %s proxy did not start", name)
 	})
-	if txnSetup.err != nil {
-		t.Fatal(txnSetup.err)
+	if lp.err != nil {
+		t.Fatal(lp.err)
 	}
-	t.Cleanup(func() {})
 }
 
-var viaTxn = fmt.Sprintf("host=%s port=6432 dbname=demo user=postgres", txnSocket)
+var (
+	viaTxn  = fmt.Sprintf("host=%s port=6432 dbname=demo user=postgres", txnSocket)
+	viaLoop = fmt.Sprintf("host=%s port=6432 dbname=demo user=postgres", loopSocket)
+)
 
 // stressIn / stressOut are the stress helper's input and report.
 type stressIn struct {
+	DSN      string `json:"dsn"`
 	Clients  int    `json:"clients"`
 	Rounds   int    `json:"rounds"`
 	Expected string `json:"expected"`
@@ -398,7 +418,7 @@ func stressHelper(ctx context.Context, in io.Reader, out io.Writer) error {
 			for range req.Rounds {
 				if conn == nil {
 					var err error
-					if conn, err = pgx.Connect(ctx, viaTxn); err != nil {
+					if conn, err = pgx.Connect(ctx, req.DSN); err != nil {
 						count(func() { rep.Errors++ })
 						time.Sleep(50 * time.Millisecond)
 						continue
@@ -461,6 +481,44 @@ func stressHelper(ctx context.Context, in io.Reader, out io.Writer) error {
 
 func TestLabTransactionModeStress(t *testing.T) {
 	startTxnProxy(t)
+	stress(t, viaTxn)
+}
+
+// The same with the event loop: it forwards the requests of clients whose connection is
+// already under their label, so the label must follow exactly there too.
+func TestLabEventLoopStress(t *testing.T) {
+	startLoopProxy(t)
+	before := loopRequests(t)
+	stress(t, viaLoop)
+	served := loopRequests(t) - before
+	t.Logf("the event loop forwarded %d requests", served)
+	if served < 500 {
+		t.Fatalf("the event loop forwarded only %d requests: the stress did not test it", served)
+	}
+}
+
+// loopRequests reads sepgadm_event_loop_requests_total from the loop proxy's metrics.
+func loopRequests(t *testing.T) int {
+	t.Helper()
+	resp, err := http.Get("http://" + loopMetrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "sepgadm_event_loop_requests_total "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return int(f)
+		}
+	}
+	t.Fatalf("no sepgadm_event_loop_requests_total in the metrics")
+	return 0
+}
+
+// stress runs 24 clients of 4 contexts through the transaction-mode proxy at dsn while
+// backends are terminated, and fails on any statement under another context.
+func stress(t *testing.T, dsn string) {
 	ctx := context.Background()
 	tenants := []lab.Context{
 		{Type: "sepgadm_lab_tenant_a_t"}, {Type: "sepgadm_lab_tenant_a_t", Level: "s0:c1"},
@@ -495,7 +553,7 @@ func TestLabTransactionModeStress(t *testing.T) {
 			if as.Level != "" {
 				want = "system_u:system_r:" + as.Type + ":" + as.Level
 			}
-			if err := lab.RunHelper(ctx, as, "stress", stressIn{Clients: 6, Rounds: 60, Expected: want, Seed: int64(i) * 1000}, &reports[i]); err != nil {
+			if err := lab.RunHelper(ctx, as, "stress", stressIn{DSN: dsn, Clients: 6, Rounds: 60, Expected: want, Seed: int64(i) * 1000}, &reports[i]); err != nil {
 				t.Error(err)
 			}
 		}()

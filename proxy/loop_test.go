@@ -18,7 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// metricsOf starts nothing: it reads the proxy's Prometheus text from the address the
+// metricsOf reads the proxy's Prometheus metrics from the address the
 // proxy logged (metrics_listen = "127.0.0.1:0").
 func metricsOf(t *testing.T, h *harness) map[string]float64 {
 	t.Helper()
@@ -37,11 +37,17 @@ func metricsOf(t *testing.T, h *harness) map[string]float64 {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
 	out := map[string]float64{}
 	for _, line := range strings.Split(string(body), "\n") {
 		if name, v, ok := strings.Cut(line, " "); ok && !strings.HasPrefix(line, "#") {
-			f, _ := strconv.ParseFloat(v, 64)
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("metrics line %q: %v", line, err)
+			}
 			out[name] = f
 		}
 	}
@@ -65,7 +71,7 @@ func pgbenchRun(t *testing.T, h *harness, args ...string) {
 // no transaction fails. (A hand-over inside the loop's own inbox handling once lost
 // messages here, and only with many more clients than connections.)
 func TestEventLoopManyClientsSmallPool(t *testing.T) {
-	h := startProxy(t, "pool_mode = \"transaction\"\nmetrics_listen = \"127.0.0.1:0\"\n[users.alice]\npool_size = 3")
+	h := startProxy(t, "pool_mode = \"transaction\"\nevent_loop = \"on\"\nmetrics_listen = \"127.0.0.1:0\"\n[users.alice]\npool_size = 3")
 	init := exec.Command("pgbench", "-i", "-s", "1", "-q")
 	init.Env = append(os.Environ(), "PGHOST=127.0.0.1", "PGPORT="+strconv.Itoa(h.port), "PGUSER=alice", "PGDATABASE=postgres")
 	if out, err := init.CombinedOutput(); err != nil {
@@ -86,9 +92,9 @@ func TestEventLoopManyClientsSmallPool(t *testing.T) {
 	}
 }
 
-// event_loop = "off" keeps every client on its goroutine.
-func TestEventLoopOff(t *testing.T) {
-	h := startProxy(t, "pool_mode = \"transaction\"\nevent_loop = \"off\"\nmetrics_listen = \"127.0.0.1:0\"\n[users.alice]\npool_size = 2")
+// The event loop is off unless asked for: every client stays on its goroutine.
+func TestEventLoopOffByDefault(t *testing.T) {
+	h := startProxy(t, "pool_mode = \"transaction\"\nmetrics_listen = \"127.0.0.1:0\"\n[users.alice]\npool_size = 2")
 	conn := h.connect(t, "alice", "")
 	for i := range 50 {
 		var v int
@@ -105,7 +111,7 @@ func TestEventLoopOff(t *testing.T) {
 // what the client's socket cannot take and gives the client back to its goroutine.
 // The answer arrives whole and in order, and the client stays in step.
 func TestEventLoopSlowReaderStallsNobody(t *testing.T) {
-	h := startProxy(t, "pool_mode = \"transaction\"\nmetrics_listen = \"127.0.0.1:0\"\n[users.alice]\npool_size = 2")
+	h := startProxy(t, "pool_mode = \"transaction\"\nevent_loop = \"on\"\nmetrics_listen = \"127.0.0.1:0\"\n[users.alice]\npool_size = 2")
 	ctx := context.Background()
 	slow := h.connect(t, "alice", "")
 	const q = "SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g"

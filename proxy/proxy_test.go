@@ -438,13 +438,17 @@ func pgbenchThrough(t *testing.T, h *harness, clients, txns int) {
 // notices and cancel through both pool modes (in transaction mode these take the relay's
 // hand-off paths: pipelined requests, COPY FROM STDIN, a slow statement).
 func TestPgxTransparency(t *testing.T) {
-	for _, mode := range []string{"session", "transaction"} {
-		t.Run(mode, func(t *testing.T) { testPgxTransparency(t, mode) })
+	for _, tc := range []struct{ name, mode, extra string }{
+		{"session", "session", ""},
+		{"transaction", "transaction", ""},
+		{"transaction with the event loop", "transaction", "event_loop = \"on\""},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testPgxTransparency(t, tc.mode, tc.extra) })
 	}
 }
 
-func testPgxTransparency(t *testing.T, mode string) {
-	h := startProxy(t, fmt.Sprintf("pool_mode = %q", mode))
+func testPgxTransparency(t *testing.T, mode, extra string) {
+	h := startProxy(t, fmt.Sprintf("pool_mode = %q\n%s", mode, extra))
 	ctx := context.Background()
 	var notices []string
 	cfg, err := pgx.ParseConfig(h.dsn("alice", "pgx-test"))

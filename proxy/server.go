@@ -348,13 +348,7 @@ func (p *pool) acquire(ctx context.Context, timeout time.Duration, want string, 
 		select {
 		case s = <-w.ch:
 		case <-ctx.Done():
-			p.mu.Lock()
-			i := slices.Index(p.waiters, w)
-			if i >= 0 {
-				p.waiters = slices.Delete(p.waiters, i, i+1)
-			}
-			p.mu.Unlock()
-			if i >= 0 {
+			if p.cancelWait(w) {
 				return nil, ctx.Err()
 			}
 			s = <-w.ch // handed over just as the wait ended: take it

@@ -63,11 +63,11 @@ func main() {
 	// Debian's PgBouncer 1.18 has no protocol-level prepared statements in transaction
 	// mode (1.21 does), so the race uses the extended protocol without them.
 	mode := flag.String("mode", "extended", "pgbench -M mode")
-	only := flag.String("targets", "", "comma-separated target names to run (default: postgres,pgbouncer,untagged,1ctx,Nctx; noloop adds untagged with event_loop off)")
+	only := flag.String("targets", "", "comma-separated target names to run (default: postgres,pgbouncer,untagged,1ctx,Nctx; loop adds untagged with the experimental event_loop on)")
 	scripts := flag.String("scripts", "select-only,tpcb-like", "pgbench built-in scripts")
 	rounds := flag.Int("rounds", 1, "runs per point; the median TPS is reported")
 	byProcess := flag.Bool("by-process", false, "also print the machine's CPU per transaction by process (postgres, pgbench, poolers)")
-	pprofPort := flag.Int("pprof", 0, "serve each sepgadm's metrics and pprof on 127.0.0.1 from this port up (untagged, tagged, noloop)")
+	pprofPort := flag.Int("pprof", 0, "serve each sepgadm's metrics and pprof on 127.0.0.1 from this port up (untagged, tagged, loop)")
 	flag.Parse()
 	o := options{seconds: *seconds, idle: *idle, mode: *mode, rounds: max(*rounds, 1), scripts: strings.Split(*scripts, ","), pprof: *pprofPort, byProcess: *byProcess}
 	if *only != "" {
@@ -193,6 +193,7 @@ port = %d
 			return 0, nil, err
 		}
 		cmd := exec.Command(sepgadm, "proxy", "--config", file)
+
 		logf, _ := os.Create(filepath.Join(dir, name+".log"))
 		cmd.Stdout, cmd.Stderr = logf, logf
 		if err := cmd.Start(); err != nil {
@@ -211,15 +212,15 @@ port = %d
 	}
 	defer func() { _ = tagged.Process.Kill(); _ = tagged.Wait() }()
 	ports := []int{pgbPort, plainPort, tagPort}
-	// The goroutine-per-client relay, for a same-run A/B of the event loop (-targets noloop).
-	var noloopPort, noloopPID int
-	if slices.Contains(o.only, "noloop") {
-		port, cmd, err := start("noloop", "tagging = \"off\"\nevent_loop = \"off\"")
+	// The experimental event loop, untagged, for a same-run A/B (-targets loop).
+	var loopPort, loopPID int
+	if slices.Contains(o.only, "loop") {
+		port, cmd, err := start("loop", "tagging = \"off\"\nevent_loop = \"on\"")
 		if err != nil {
 			return err
 		}
 		defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-		noloopPort, noloopPID = port, cmd.Process.Pid
+		loopPort, loopPID = port, cmd.Process.Pid
 		ports = append(ports, port)
 	}
 	for _, p := range ports {
@@ -234,11 +235,11 @@ port = %d
 		{name: "sepgadm untagged", short: "untagged", port: plainPort, pid: plain.Process.Pid},
 		{name: "sepgadm 1 context", short: "1ctx", port: tagPort, pid: tagged.Process.Pid},
 		{name: "sepgadm N contexts", short: "Nctx", port: tagPort, pid: tagged.Process.Pid, perClient: true},
-		{name: "untagged, no loop", short: "noloop", port: noloopPort, pid: noloopPID},
+		{name: "untagged, event loop", short: "loop", port: loopPort, pid: loopPID},
 	}
 	var keep []target
 	for _, tg := range targets {
-		if (o.only == nil && tg.short != "noloop") || slices.Contains(o.only, tg.short) {
+		if (o.only == nil && tg.short != "loop") || slices.Contains(o.only, tg.short) {
 			keep = append(keep, tg)
 		}
 	}
