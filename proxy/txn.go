@@ -113,16 +113,17 @@ type txnClient struct {
 	// clean holds query texts that needed nothing (not refused, no session-only
 	// feature, no search_path) under configuration cleanSt: clients send the same few
 	// statements again and again (pgbench -M extended parses each one every time). The
-	// event loop forwards only texts found here.
+	// event loop checks other texts the same way (plainQuery) and adds them too.
 	clean   map[string]struct{}
 	cleanSt *state
 }
 
 // relayTransactions serves c in transaction mode until it leaves.
 //
-// Between requests, a client with its own socket descriptor parks in the event loop
-// (loop.go), which serves the common case for every such client on one goroutine and
-// gives the client back for anything else. Here, one goroutine does the common case
+// With event_loop = "on", a client with a socket descriptor of its own (not TLS) parks
+// in its event loop between requests (loop.go); the loop serves the common case for all
+// such clients on one goroutine and gives a client back for anything else. Here, and for
+// every client with the loop off, one goroutine does the common case
 // alone: it reads a request from the client, sends it, and reads the answer itself up to
 // ReadyForQuery (no goroutine per transaction, no hand-off between goroutines). A reader
 // goroutine takes the server's side only when the client must be read while the server
