@@ -59,7 +59,6 @@ import (
 
 // eventLoop is the proxy's event loop.
 type eventLoop struct {
-	p    *Proxy
 	bit  uint64 // this loop's bit in serverConn.inLoop
 	epfd int
 	evfd int      // an eventfd in epfd: post wakes a parked loop with it
@@ -140,7 +139,7 @@ func eventKey(ev unix.EpollEvent) (slot int32, gen uint32, server bool) {
 	return ev.Fd, uint32(ev.Pad) >> 1 & genMask, ev.Pad&keyServer != 0
 }
 
-func newEventLoop(p *Proxy, idx int) (*eventLoop, error) {
+func newEventLoop(idx int) (*eventLoop, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("event loop: epoll_create1: %w", err)
@@ -168,7 +167,7 @@ func newEventLoop(p *Proxy, idx int) (*eventLoop, error) {
 		_ = unix.Close(evfd)
 		return nil, fmt.Errorf("event loop: %w", err)
 	}
-	return &eventLoop{p: p, bit: 1 << idx, epfd: epfd, evfd: evfd, file: f, raw: raw, events: make([]unix.EpollEvent, 256)}, nil
+	return &eventLoop{bit: 1 << idx, epfd: epfd, evfd: evfd, file: f, raw: raw, events: make([]unix.EpollEvent, 256)}, nil
 }
 
 // close stops the loop's goroutine; no client may be in the loop any more.

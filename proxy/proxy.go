@@ -157,7 +157,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 		p.log.Warn("tagging is off: sepgadm runs as a plain pooler and every query runs under the proxy's own SELinux label")
 	}
 	for i := range min(runtime.GOMAXPROCS(0), 64) {
-		l, err := newEventLoop(p, i)
+		l, err := newEventLoop(i)
 		if err != nil {
 			return err
 		}
