@@ -14,6 +14,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"context"
 	"flag"
@@ -66,7 +67,7 @@ func main() {
 	only := flag.String("targets", "", "comma-separated target names to run (default: postgres,pgbouncer,untagged,1ctx,Nctx; loop adds untagged with the experimental event_loop on)")
 	scripts := flag.String("scripts", "select-only,tpcb-like", "pgbench built-in scripts")
 	rounds := flag.Int("rounds", 1, "runs per point; the median TPS is reported")
-	byProcess := flag.Bool("by-process", false, "also print the machine's CPU per transaction by process (postgres, pgbench, poolers)")
+	byProcess := flag.Bool("by-process", false, "also print the machine's CPU per transaction by process (postgres, poolers, the rest)")
 	pprofPort := flag.Int("pprof", 0, "serve each sepgadm's metrics and pprof on 127.0.0.1 from this port up (untagged, tagged, loop)")
 	flag.Parse()
 	o := options{seconds: *seconds, idle: *idle, mode: *mode, rounds: max(*rounds, 1), scripts: strings.Split(*scripts, ","), pprof: *pprofPort, byProcess: *byProcess}
@@ -279,13 +280,19 @@ port = %d
 					runs[tg.name][n] = append(runs[tg.name][n], pt)
 					fmt.Printf("  %-12s %-19s %4d clients: %9.0f tps %8.3f ms %6.1f us pooler CPU/txn, machine %3.0f%% busy\n", script, tg.name, n, pt.tps, pt.latency, pt.cpu, busy)
 					if o.byProcess && pt.tps > 0 {
+						// pgbench exits before the second reading, so its share is in "other"
+						// (with the kernel's own threads and interrupts).
 						txns := pt.tps * float64(seconds)
-						fmt.Printf("      machine CPU per transaction, us: %.1f in all", (busy1-busy0)/100/txns*1e6)
+						all := (busy1 - busy0) / 100
+						fmt.Printf("      machine CPU per transaction, us: %.1f in all", all/txns*1e6)
 						after := cpuByCommand()
-						for _, k := range []string{"postgres", "pgbench", "pgbouncer", "sepgadm"} {
-							fmt.Printf(", %s %.1f", k, (after[k]-before[k])/txns*1e6)
+						other := all
+						for _, k := range []string{"postgres", "pgbouncer", "sepgadm"} {
+							d := after[k] - before[k]
+							other -= d
+							fmt.Printf(", %s %.1f", k, d/txns*1e6)
 						}
-						fmt.Println()
+						fmt.Printf(", other (pgbench, kernel) %.1f\n", other/txns*1e6)
 					}
 				}
 			}
@@ -450,18 +457,29 @@ func cpuSeconds(pid int) float64 {
 	if err != nil {
 		return 0
 	}
+	_, secs, _ := parseStat(b)
+	return secs
+}
+
+// parseStat reads a /proc/PID/stat line: the command name and the CPU seconds (user +
+// system) of all the process's threads.
+func parseStat(b []byte) (comm string, secs float64, ok bool) {
+	open, close := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+	if open < 0 || close < open {
+		return "", 0, false
+	}
 	// Fields after the parenthesised command: state is field 3, utime 14, stime 15.
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	f := strings.Fields(string(b[close+1:]))
 	if len(f) < 13 {
-		return 0
+		return "", 0, false
 	}
 	u, _ := strconv.ParseFloat(f[11], 64)
 	st, _ := strconv.ParseFloat(f[12], 64)
-	return (u + st) / 100 // USER_HZ
+	return string(b[open+1 : close]), (u + st) / 100, true // USER_HZ
 }
 
-// cpuByCommand sums the CPU seconds (user + system) of every process by command name,
-// threads and exited children included.
+// cpuByCommand sums the CPU seconds of the processes alive now by command name. A
+// process that exits between two calls (each pgbench run) is in neither.
 func cpuByCommand() map[string]float64 {
 	out := map[string]float64{}
 	ents, _ := os.ReadDir("/proc")
@@ -473,21 +491,9 @@ func cpuByCommand() map[string]float64 {
 		if err != nil {
 			continue
 		}
-		open, close := strings.IndexByte(string(b), '('), strings.LastIndexByte(string(b), ')')
-		if open < 0 || close < open {
-			continue
+		if comm, secs, ok := parseStat(b); ok {
+			out[comm] += secs
 		}
-		comm := string(b[open+1 : close])
-		f := strings.Fields(string(b[close+1:]))
-		if len(f) < 15 {
-			continue
-		}
-		var sum float64
-		for _, i := range []int{11, 12} { // utime, stime
-			v, _ := strconv.ParseFloat(f[i], 64)
-			sum += v
-		}
-		out[comm] += sum / 100
 	}
 	return out
 }
