@@ -319,11 +319,11 @@ port = %d
 				fmt.Printf(" | %11.0f (%7.3f)", pt.tps, pt.latency)
 			}
 			r := results[script]
-			fmt.Printf(" | %13.2fx | %13.2fx | %13.2fx | %13.2fx\n",
-				r["sepgadm untagged"][n].tps/r["pgbouncer"][n].tps,
-				r["sepgadm 1 context"][n].tps/r["pgbouncer"][n].tps,
-				r["sepgadm 1 context"][n].tps/r["sepgadm untagged"][n].tps,
-				r["sepgadm N contexts"][n].tps/r["sepgadm untagged"][n].tps)
+			fmt.Printf(" | %14s | %14s | %14s | %14s\n",
+				ratio(r["sepgadm untagged"][n].tps, r["pgbouncer"][n].tps),
+				ratio(r["sepgadm 1 context"][n].tps, r["pgbouncer"][n].tps),
+				ratio(r["sepgadm 1 context"][n].tps, r["sepgadm untagged"][n].tps),
+				ratio(r["sepgadm N contexts"][n].tps, r["sepgadm untagged"][n].tps))
 		}
 		fmt.Printf("%s: pooler CPU (user + system) per transaction, microseconds\n", script)
 		for _, n := range clients {
@@ -544,4 +544,13 @@ func waitPort(ctx context.Context, port int) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return fmt.Errorf("nothing listens on port %d", port)
+}
+
+// ratio formats a/b, or "-" when either side was not measured in this run (its target was
+// left out with -targets), so a missing peer never reads as a 0.00x result.
+func ratio(a, b float64) string {
+	if a == 0 || b == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fx", a/b)
 }
