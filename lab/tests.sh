@@ -18,7 +18,7 @@ for bin in "$LAB_TESTS"/*.test; do
 	pkgdir=/src/${name//__//}
 	echo "=== lab package ./${name//__//}"
 	log=$OUT/$name.log
-	(cd "$pkgdir" && "$bin" -test.v -test.count=1 -test.timeout=15m) 2>&1 | tee "$log"
+	(cd "$pkgdir" && "$bin" -test.v -test.count=1 -test.timeout=25m) 2>&1 | tee "$log"
 	[ "${PIPESTATUS[0]}" = 0 ] || rc=1
 	pass=$((pass + $(grep -c -- '--- PASS' "$log")))
 	fail=$((fail + $(grep -c -- '--- FAIL' "$log")))
