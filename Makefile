@@ -3,7 +3,7 @@ GO      ?= go
 GOFLAGS ?=
 BUILD   := build
 # Packages with lab tests (files tagged //go:build lab); each becomes one guest binary.
-LAB_PKGS = $(shell grep -rl --include='*_test.go' '^//go:build lab' . | xargs -r -n1 dirname | sed 's|^\./||' | sort -u)
+LAB_PKGS = $(shell grep -rl --exclude-dir=.lab --exclude-dir=build --include='*_test.go' '^//go:build lab' . | xargs -r -n1 dirname | sed 's|^\./||' | sort -u)
 
 # Host packages: PostgreSQL 15 for the test tier; qemu, debootstrap and e2fsprogs for the lab;
 # chromium checks the audit HTML review; auditd brings ausearch for bench-audit (its daemon is not started).
