@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
 	"strconv"
 	"strings"
@@ -53,11 +52,8 @@ type group struct {
 // AuditReader reads SELinux events from a Linux audit log (raw or ENRICHED). Lines are
 // parsed on worker goroutines (blocks.go); Next joins them in input order.
 type AuditReader struct {
+	source
 	blocks *blockReader[auditItem]
-	rc     io.Closer
-	name   string
-	opts   Options
-	stats  Stats
 	groups [joinWindow]group // events waiting for their SYSCALL record: a ring
 	head   int               // the oldest group
 	ngroup int
@@ -92,27 +88,13 @@ func NewAuditReader(r io.Reader, rc io.Closer, name string, opts Options) *Audit
 		p := &auditParser{intern: make(map[string]string), permLists: make(map[string][]string), keepOther: opts.KeepOther}
 		return p.parse
 	}
-	return &AuditReader{blocks: newBlockReader(r, name, newParser), rc: rc, name: name, opts: opts}
+	return &AuditReader{source: source{rc: rc, name: name, opts: opts}, blocks: newBlockReader(r, name, newParser)}
 }
-
-// Stats returns the counts so far.
-func (a *AuditReader) Stats() Stats { return a.stats }
 
 // Close stops reading and closes the underlying file.
 func (a *AuditReader) Close() error {
 	a.blocks.close()
-	if a.rc != nil {
-		return a.rc.Close()
-	}
-	return nil
-}
-
-func (a *AuditReader) bad(line int64, reason string) error {
-	a.stats.bad(a.name, line, reason)
-	if a.opts.Strict {
-		return fmt.Errorf("%s:%d: %s: %w", a.name, line, reason, ErrMalformed)
-	}
-	return nil
+	return a.source.Close()
 }
 
 // Next returns the next event, or io.EOF.

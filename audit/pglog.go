@@ -50,12 +50,9 @@ const maxPending = 4096
 // StderrReader reads sepgsql events from a PostgreSQL stderr log. Lines are parsed on
 // worker goroutines (blocks.go); Next joins records and statements in input order.
 type StderrReader struct {
+	source
 	blocks *blockReader[pgItem]
-	rc     io.Closer
-	name   string
-	opts   Options
 	prefix *Prefix
-	stats  Stats
 	queue  []*pending
 	unres  int // unresolved entries in queue
 	cur    stderrRecord
@@ -89,7 +86,7 @@ type stderrRecord struct {
 
 // NewStderrReader reads r (named name in messages). It closes rc, if not nil, on Close.
 func NewStderrReader(r io.Reader, rc io.Closer, name string, opts Options) (*StderrReader, error) {
-	s := &StderrReader{rc: rc, name: name, opts: opts, prefix: opts.Prefix}
+	s := &StderrReader{source: source{rc: rc, name: name, opts: opts}, prefix: opts.Prefix}
 	if s.prefix == nil {
 		br := bufio.NewReaderSize(r, 256<<10)
 		head, _ := br.Peek(256 << 10)
@@ -144,16 +141,10 @@ func DetectPrefix(head []byte, loc *time.Location) *Prefix {
 	return best
 }
 
-// Stats returns the counts so far.
-func (s *StderrReader) Stats() Stats { return s.stats }
-
 // Close stops reading and closes the underlying file.
 func (s *StderrReader) Close() error {
 	s.blocks.close()
-	if s.rc != nil {
-		return s.rc.Close()
-	}
-	return nil
+	return s.source.Close()
 }
 
 // Next returns the next sepgsql event, or io.EOF.
@@ -235,14 +226,6 @@ func (s *StderrReader) step(it *pgItem, line int64) error {
 		r.msg = append(r.msg, it.text...)
 	}
 	r.item.text = nil
-	return nil
-}
-
-func (s *StderrReader) bad(line int64, reason string) error {
-	s.stats.bad(s.name, line, reason)
-	if s.opts.Strict {
-		return fmt.Errorf("%s:%d: %s: %w", s.name, line, reason, ErrMalformed)
-	}
 	return nil
 }
 
@@ -426,37 +409,15 @@ const (
 
 // CSVReader reads sepgsql events from a PostgreSQL csvlog.
 type CSVReader struct {
+	source
 	lr     *lineReader
-	rc     io.Closer
-	name   string
-	opts   Options
-	stats  Stats
 	rec    []byte
 	fields []string
 }
 
 // NewCSVReader reads a csvlog from r.
 func NewCSVReader(r io.Reader, rc io.Closer, name string, opts Options) *CSVReader {
-	return &CSVReader{lr: newLineReader(r, name), rc: rc, name: name, opts: opts}
-}
-
-// Stats returns the counts so far.
-func (c *CSVReader) Stats() Stats { return c.stats }
-
-// Close closes the underlying file.
-func (c *CSVReader) Close() error {
-	if c.rc != nil {
-		return c.rc.Close()
-	}
-	return nil
-}
-
-func (c *CSVReader) bad(line int64, reason string) error {
-	c.stats.bad(c.name, line, reason)
-	if c.opts.Strict {
-		return fmt.Errorf("%s:%d: %s: %w", c.name, line, reason, ErrMalformed)
-	}
-	return nil
+	return &CSVReader{source: source{rc: rc, name: name, opts: opts}, lr: newLineReader(r, name)}
 }
 
 // Next returns the next sepgsql event, or io.EOF.
@@ -594,36 +555,17 @@ type jsonRecord struct {
 
 // JSONReader reads sepgsql events from a PostgreSQL jsonlog.
 type JSONReader struct {
-	lr    *lineReader
-	rc    io.Closer
-	name  string
-	opts  Options
-	stats Stats
+	source
+	lr *lineReader
 }
 
 // NewJSONReader reads a jsonlog from r.
 func NewJSONReader(r io.Reader, rc io.Closer, name string, opts Options) *JSONReader {
-	return &JSONReader{lr: newLineReader(r, name), rc: rc, name: name, opts: opts}
+	return &JSONReader{source: source{rc: rc, name: name, opts: opts}, lr: newLineReader(r, name)}
 }
 
-// Stats returns the counts so far.
-func (j *JSONReader) Stats() Stats { return j.stats }
-
-// Close closes the underlying file.
-func (j *JSONReader) Close() error {
-	if j.rc != nil {
-		return j.rc.Close()
-	}
-	return nil
-}
-
-func (j *JSONReader) bad(reason string) error {
-	j.stats.bad(j.name, j.lr.n, reason)
-	if j.opts.Strict {
-		return fmt.Errorf("%s:%d: %s: %w", j.name, j.lr.n, reason, ErrMalformed)
-	}
-	return nil
-}
+// bad is source.bad at the current line.
+func (j *JSONReader) bad(reason string) error { return j.source.bad(j.lr.n, reason) }
 
 // Next returns the next sepgsql event, or io.EOF.
 func (j *JSONReader) Next() (*Event, error) {
