@@ -64,7 +64,7 @@ func main() {
 	// Debian's PgBouncer 1.18 has no protocol-level prepared statements in transaction
 	// mode (1.21 does), so the race uses the extended protocol without them.
 	mode := flag.String("mode", "extended", "pgbench -M mode")
-	only := flag.String("targets", "", "comma-separated target names to run (default: postgres,pgbouncer,untagged,1ctx,Nctx; loop adds untagged with the experimental event_loop on)")
+	only := flag.String("targets", "", "comma-separated target names to run (default: postgres,pgbouncer,untagged,1ctx,Nctx; loop adds untagged with the experimental event_loop on, 1p untagged with GOMAXPROCS=1)")
 	scripts := flag.String("scripts", "select-only,tpcb-like", "pgbench built-in scripts")
 	rounds := flag.Int("rounds", 1, "runs per point; the median TPS is reported")
 	byProcess := flag.Bool("by-process", false, "also print the machine's CPU per transaction by process (postgres, poolers, the rest)")
@@ -164,7 +164,7 @@ pidfile = %s
 
 	// sepgadm, three ways.
 	started := 0
-	start := func(name, extra string) (int, *exec.Cmd, error) {
+	start := func(name, extra string, env ...string) (int, *exec.Cmd, error) {
 		port := freePort()
 		if o.pprof != 0 {
 			extra += fmt.Sprintf("\nmetrics_listen = \"127.0.0.1:%d\"\ndebug_pprof = true\n", o.pprof+started)
@@ -194,6 +194,7 @@ port = %d
 			return 0, nil, err
 		}
 		cmd := exec.Command(sepgadm, "proxy", "--config", file)
+		cmd.Env = append(os.Environ(), env...)
 
 		logf, _ := os.Create(filepath.Join(dir, name+".log"))
 		cmd.Stdout, cmd.Stderr = logf, logf
@@ -224,6 +225,17 @@ port = %d
 		loopPort, loopPID = port, cmd.Process.Pid
 		ports = append(ports, port)
 	}
+	// Untagged on one P (GOMAXPROCS=1), for a same-run A/B of Go's scheduler (-targets 1p).
+	var onePort, onePID int
+	if slices.Contains(o.only, "1p") {
+		port, cmd, err := start("1p", `tagging = "off"`, "GOMAXPROCS=1")
+		if err != nil {
+			return err
+		}
+		defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+		onePort, onePID = port, cmd.Process.Pid
+		ports = append(ports, port)
+	}
 	for _, p := range ports {
 		if err := waitPort(ctx, p); err != nil {
 			return err
@@ -237,10 +249,11 @@ port = %d
 		{name: "sepgadm 1 context", short: "1ctx", port: tagPort, pid: tagged.Process.Pid},
 		{name: "sepgadm N contexts", short: "Nctx", port: tagPort, pid: tagged.Process.Pid, perClient: true},
 		{name: "untagged, event loop", short: "loop", port: loopPort, pid: loopPID},
+		{name: "untagged, GOMAXPROCS=1", short: "1p", port: onePort, pid: onePID},
 	}
 	var keep []target
 	for _, tg := range targets {
-		if (o.only == nil && tg.short != "loop") || slices.Contains(o.only, tg.short) {
+		if (o.only == nil && tg.short != "loop" && tg.short != "1p") || slices.Contains(o.only, tg.short) {
 			keep = append(keep, tg)
 		}
 	}
