@@ -56,10 +56,10 @@
 // it in the same run) helps only at low concurrency: on 2026-12-03, medians of 3, 10 s
 // points, select-only at 10 clients 23.5k TPS against 16.6k on two Ps (18.9 against 28.1
 // µs pooler CPU per transaction; PgBouncer 24.2k), but at 50 and 100 clients 14.2k and
-// 14.4k against 15.0k and 15.3k (PgBouncer 15.5k, 15.9k), and tpcb-like within noise
-// (2.0-2.2k TPS for all three). With one P, a thread the kernel preempts in a write
-// stalls every client, and a busy P polls the network late; so the default stays. perf on a later day (the
-// machine twice as slow, PgBouncer 25-40 µs) split it: kernel time per transaction about
+// 14.4k against 15.0k and 15.3k (PgBouncer 15.5k, 15.9k), and tpcb-like 1.9-2.5k TPS
+// for all three, one P no better than two. With one P, a thread the kernel preempts in a
+// write stalls every client, and a busy P polls the network late; so the default stays.
+// perf on a later day (the machine twice as slow, PgBouncer 25-40 µs) split it: kernel time per transaction about
 // equal (PgBouncer 28, sepgadm 29.7 µs), user time 3.2 against 9.1 µs. An event loop on
 // PgBouncer's model (loop.go, event_loop = "on") cut the wake-ups but not the CPU; it
 // stays experimental until its sockets leave Go's netpoller (see loop.go).
