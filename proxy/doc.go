@@ -59,8 +59,9 @@
 // 14.4k against 15.0k and 15.3k (PgBouncer 15.5k, 15.9k), and tpcb-like 1.9-2.5k TPS
 // for all three, one P no better than two. With one P, a thread the kernel preempts in a
 // write stalls every client, and a busy P polls the network late; so the default stays.
-// perf on a later day (the machine twice as slow, PgBouncer 25-40 µs) split it: kernel time per transaction about
-// equal (PgBouncer 28, sepgadm 29.7 µs), user time 3.2 against 9.1 µs. An event loop on
+// perf on a later day (the machine twice as slow, PgBouncer 25-40 µs) split it: kernel
+// time per transaction about equal (PgBouncer 28, sepgadm 29.7 µs), user time 3.2
+// against 9.1 µs. An event loop on
 // PgBouncer's model (loop.go, event_loop = "on") cut the wake-ups but not the CPU; it
 // stays experimental until its sockets leave Go's netpoller (see loop.go).
 //
