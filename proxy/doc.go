@@ -61,9 +61,9 @@
 // write stalls every client, and a busy P polls the network late; so the default stays.
 // perf on a later day (the machine twice as slow, PgBouncer 25-40 µs) split it: kernel
 // time per transaction about equal (PgBouncer 28, sepgadm 29.7 µs), user time 3.2
-// against 9.1 µs. An event loop on
-// PgBouncer's model (loop.go, event_loop = "on") cut the wake-ups but not the CPU; it
-// stays experimental until its sockets leave Go's netpoller (see loop.go).
+// against 9.1 µs. An event loop on PgBouncer's model (loop.go, event_loop = "on") cut
+// the wake-ups but not the CPU; it stays experimental until its sockets leave Go's
+// netpoller (see loop.go).
 //
 // Sharp edges:
 //   - The invariant is: no client statement runs under a context other than the

@@ -162,7 +162,7 @@ pidfile = %s
 	}
 	defer func() { _ = pgb.Process.Kill(); _ = pgb.Wait() }()
 
-	// sepgadm, three ways.
+	// sepgadm: untagged and tagged (one context, or N through the same process).
 	started := 0
 	start := func(name, extra string, env ...string) (int, *exec.Cmd, error) {
 		port := freePort()
@@ -214,26 +214,25 @@ port = %d
 	}
 	defer func() { _ = tagged.Process.Kill(); _ = tagged.Wait() }()
 	ports := []int{pgbPort, plainPort, tagPort}
-	// The experimental event loop, untagged, for a same-run A/B (-targets loop).
-	var loopPort, loopPID int
-	if slices.Contains(o.only, "loop") {
-		port, cmd, err := start("loop", "tagging = \"off\"\nevent_loop = \"on\"")
+	// Variants of untagged sepgadm for a same-run A/B, started only when -targets names
+	// them: the experimental event loop, and one P (GOMAXPROCS=1) for Go's scheduler.
+	var variants []target
+	for _, v := range []struct {
+		short, name, cfg string
+		env              []string
+	}{
+		{"loop", "untagged, event loop", "tagging = \"off\"\nevent_loop = \"on\"", nil},
+		{"1p", "untagged, GOMAXPROCS=1", `tagging = "off"`, []string{"GOMAXPROCS=1"}},
+	} {
+		if !slices.Contains(o.only, v.short) {
+			continue
+		}
+		port, cmd, err := start(v.short, v.cfg, v.env...)
 		if err != nil {
 			return err
 		}
 		defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-		loopPort, loopPID = port, cmd.Process.Pid
-		ports = append(ports, port)
-	}
-	// Untagged on one P (GOMAXPROCS=1), for a same-run A/B of Go's scheduler (-targets 1p).
-	var onePort, onePID int
-	if slices.Contains(o.only, "1p") {
-		port, cmd, err := start("1p", `tagging = "off"`, "GOMAXPROCS=1")
-		if err != nil {
-			return err
-		}
-		defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-		onePort, onePID = port, cmd.Process.Pid
+		variants = append(variants, target{name: v.name, short: v.short, port: port, pid: cmd.Process.Pid})
 		ports = append(ports, port)
 	}
 	for _, p := range ports {
@@ -248,16 +247,14 @@ port = %d
 		{name: "sepgadm untagged", short: "untagged", port: plainPort, pid: plain.Process.Pid},
 		{name: "sepgadm 1 context", short: "1ctx", port: tagPort, pid: tagged.Process.Pid},
 		{name: "sepgadm N contexts", short: "Nctx", port: tagPort, pid: tagged.Process.Pid, perClient: true},
-		{name: "untagged, event loop", short: "loop", port: loopPort, pid: loopPID},
-		{name: "untagged, GOMAXPROCS=1", short: "1p", port: onePort, pid: onePID},
 	}
 	var keep []target
 	for _, tg := range targets {
-		if (o.only == nil && tg.short != "loop" && tg.short != "1p") || slices.Contains(o.only, tg.short) {
+		if o.only == nil || slices.Contains(o.only, tg.short) {
 			keep = append(keep, tg)
 		}
 	}
-	targets = keep
+	targets = append(keep, variants...)
 	// Points are interleaved (every target at one client count, then the next count) and
 	// repeated o.rounds times, so drift in the machine's load spreads over all targets.
 	results := map[string]map[string]map[int]point{}
