@@ -9,7 +9,10 @@
 // when a connection's label must change), and a distinct context per client (one pgbench
 // process per client, told apart by application_name rules: a switch on nearly every
 // transaction). It prints TPS and mean latency per point, the ratios sepgadm/PgBouncer and
-// tagged/untagged, and the RSS of each pooler holding the idle clients.
+// tagged/untagged, and the RSS of each pooler holding the idle clients. Each point also
+// shows the pooler's CPU per transaction (user + system, and user alone), how busy the
+// machine was and its context switches per transaction (/proc/stat), which tell a
+// pooler's own work from what it makes the kernel and the other processes do.
 package main
 
 import (
@@ -47,7 +50,9 @@ type target struct {
 
 // point is one pgbench run: TPS, mean latency, and the pooler's CPU time (user +
 // system) per transaction in microseconds.
-type point struct{ tps, latency, cpu float64 }
+// point is one pgbench run: TPS, mean latency (ms) and the pooler's CPU per transaction
+// (µs, user + system, and the user part alone).
+type point struct{ tps, latency, cpu, cpuUser float64 }
 
 type options struct {
 	seconds, idle, rounds, pprof int
@@ -64,7 +69,7 @@ func main() {
 	// Debian's PgBouncer 1.18 has no protocol-level prepared statements in transaction
 	// mode (1.21 does), so the race uses the extended protocol without them.
 	mode := flag.String("mode", "extended", "pgbench -M mode")
-	only := flag.String("targets", "", "comma-separated target names to run (default: postgres,pgbouncer,untagged,1ctx,Nctx; loop adds untagged with the experimental event_loop on, 1p untagged with GOMAXPROCS=1)")
+	only := flag.String("targets", "", "comma-separated target names to run (default: postgres,pgbouncer,untagged,1ctx,Nctx; loop adds untagged with the experimental event_loop on, 1p untagged with GOMAXPROCS=1, loop1p both)")
 	scripts := flag.String("scripts", "select-only,tpcb-like", "pgbench built-in scripts")
 	rounds := flag.Int("rounds", 1, "runs per point; the median TPS is reported")
 	byProcess := flag.Bool("by-process", false, "also print the machine's CPU per transaction by process (postgres, poolers, the rest)")
@@ -215,7 +220,7 @@ port = %d
 	defer func() { _ = tagged.Process.Kill(); _ = tagged.Wait() }()
 	ports := []int{pgbPort, plainPort, tagPort}
 	// Variants of untagged sepgadm for a same-run A/B, started only when -targets names
-	// them: the experimental event loop, and one P (GOMAXPROCS=1) for Go's scheduler.
+	// them: the experimental event loop, one P (GOMAXPROCS=1) for Go's scheduler, and both.
 	var variants []target
 	for _, v := range []struct {
 		short, name, cfg string
@@ -223,6 +228,7 @@ port = %d
 	}{
 		{"loop", "untagged, event loop", "tagging = \"off\"\nevent_loop = \"on\"", nil},
 		{"1p", "untagged, GOMAXPROCS=1", `tagging = "off"`, []string{"GOMAXPROCS=1"}},
+		{"loop1p", "untagged, loop, 1 P", "tagging = \"off\"\nevent_loop = \"on\"", []string{"GOMAXPROCS=1"}},
 	} {
 		if !slices.Contains(o.only, v.short) {
 			continue
@@ -272,8 +278,9 @@ port = %d
 					if tg.name == "postgres" {
 						host = c.SocketDir
 					}
-					cpu0 := cpuSeconds(tg.pid)
+					user0, sys0 := cpuSeconds(tg.pid)
 					busy0, all0 := machineCPU()
+					sw0 := contextSwitches()
 					var before map[string]float64
 					if o.byProcess {
 						before = cpuByCommand()
@@ -283,12 +290,16 @@ port = %d
 						return fmt.Errorf("%s, %s, %d clients: %w", tg.name, script, n, err)
 					}
 					if tg.pid != 0 && pt.tps > 0 {
-						pt.cpu = (cpuSeconds(tg.pid) - cpu0) / (pt.tps * float64(seconds)) * 1e6
+						user1, sys1 := cpuSeconds(tg.pid)
+						txns := pt.tps * float64(seconds)
+						pt.cpu = (user1 - user0 + sys1 - sys0) / txns * 1e6
+						pt.cpuUser = (user1 - user0) / txns * 1e6
 					}
 					busy1, all1 := machineCPU()
 					busy := 100 * (busy1 - busy0) / max(all1-all0, 1)
+					switches := (contextSwitches() - sw0) / max(pt.tps*float64(seconds), 1)
 					runs[tg.name][n] = append(runs[tg.name][n], pt)
-					fmt.Printf("  %-12s %-19s %4d clients: %9.0f tps %8.3f ms %6.1f us pooler CPU/txn, machine %3.0f%% busy\n", script, tg.name, n, pt.tps, pt.latency, pt.cpu, busy)
+					fmt.Printf("  %-12s %-19s %4d clients: %9.0f tps %8.3f ms %6.1f us pooler CPU/txn (%5.1f user), machine %3.0f%% busy, %4.1f context switches/txn\n", script, tg.name, n, pt.tps, pt.latency, pt.cpu, pt.cpuUser, busy, switches)
 					if o.byProcess && pt.tps > 0 {
 						// pgbench exits before the second reading, so its share is in "other"
 						// (with the kernel's own threads and interrupts).
@@ -335,12 +346,13 @@ port = %d
 				ratio(r["sepgadm 1 context"][n].tps, r["sepgadm untagged"][n].tps),
 				ratio(r["sepgadm N contexts"][n].tps, r["sepgadm untagged"][n].tps))
 		}
-		fmt.Printf("%s: pooler CPU (user + system) per transaction, microseconds\n", script)
+		fmt.Printf("%s: pooler CPU per transaction, microseconds: user + system (user)\n", script)
 		for _, n := range clients {
 			fmt.Printf("%8d", n)
 			for _, tg := range targets {
 				if tg.pid != 0 {
-					fmt.Printf(" | %s %.1f", tg.short, results[script][tg.name][n].cpu)
+					pt := results[script][tg.name][n]
+					fmt.Printf(" | %s %.1f (%.1f)", tg.short, pt.cpu, pt.cpuUser)
 				}
 			}
 			fmt.Println()
@@ -457,35 +469,34 @@ func openIdle(ctx context.Context, port, n int) ([]*pgconn.PgConn, error) {
 	return conns, nil
 }
 
-// rss is a process's resident set in KiB.
-// cpuSeconds is the user + system CPU time pid has used (0 for pid 0).
-func cpuSeconds(pid int) float64 {
+// cpuSeconds is the user and system CPU time pid has used (0 for pid 0).
+func cpuSeconds(pid int) (user, sys float64) {
 	if pid == 0 {
-		return 0
+		return 0, 0
 	}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0
+		return 0, 0
 	}
-	_, secs, _ := parseStat(b)
-	return secs
+	_, user, sys, _ = parseStat(b)
+	return user, sys
 }
 
-// parseStat reads a /proc/PID/stat line: the command name and the CPU seconds (user +
-// system) of all the process's threads.
-func parseStat(b []byte) (comm string, secs float64, ok bool) {
+// parseStat reads a /proc/PID/stat line: the command name and the user and system CPU
+// seconds of all the process's threads.
+func parseStat(b []byte) (comm string, user, sys float64, ok bool) {
 	open, close := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
 	if open < 0 || close < open {
-		return "", 0, false
+		return "", 0, 0, false
 	}
 	// Fields after the parenthesised command: state is field 3, utime 14, stime 15.
 	f := strings.Fields(string(b[close+1:]))
 	if len(f) < 13 {
-		return "", 0, false
+		return "", 0, 0, false
 	}
 	u, _ := strconv.ParseFloat(f[11], 64)
 	st, _ := strconv.ParseFloat(f[12], 64)
-	return string(b[open+1 : close]), (u + st) / 100, true // USER_HZ
+	return string(b[open+1 : close]), u / 100, st / 100, true // USER_HZ
 }
 
 // cpuByCommand sums the CPU seconds of the processes alive now by command name. A
@@ -501,8 +512,8 @@ func cpuByCommand() map[string]float64 {
 		if err != nil {
 			continue
 		}
-		if comm, secs, ok := parseStat(b); ok {
-			out[comm] += secs
+		if comm, user, sys, ok := parseStat(b); ok {
+			out[comm] += user + sys
 		}
 	}
 	return out
@@ -529,6 +540,22 @@ func machineCPU() (busy, all float64) {
 	return busy, all
 }
 
+// contextSwitches is the machine's count of context switches so far (/proc/stat ctxt).
+func contextSwitches() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "ctxt "); ok {
+			n, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// rss is a process's resident set in KiB (0 when it cannot be read).
 func rss(pid int) float64 {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
