@@ -65,6 +65,22 @@
 // the wake-ups but not the CPU; it stays experimental until its sockets leave Go's
 // netpoller (see loop.go).
 //
+// On 2026-12-04 bench-proxy printed user and system time apart (10 s points, medians
+// of 3, 50 and 100 clients): select-only PgBouncer 20.0 and 34.7 µs per transaction (3.2
+// and 5.7 user), sepgadm 24.0 and 28.8 (7.4 and 8.9 user), TPS 0.96x and 1.05x of
+// PgBouncer; tpcb-like PgBouncer 135.5 and 135.6 (22.5 and 19.4 user), sepgadm 184.6 and
+// 189.0 (54.4 and 56.2 user), 0.99x and 0.92x. So per round trip sepgadm spends 3-5 µs
+// more in user space, and in the kernel from 9 µs less to 2.5 µs more, while the
+// machine's context switches per transaction were about equal (select-only 2.5-4.0 for
+// both, tpcb-like 19-23). pprof the same day (select-only, 50 clients, 15 s): writes 47%
+// of the samples, reads 12%, Go's scheduler 20%, most of it epoll_wait from netpoll
+// (12.7%, about 4 µs per transaction: a P that runs out of goroutines polls the network
+// itself, where PgBouncer's loop makes 0.05 epoll_wait calls per transaction), thread
+// wake-ups (wakep, futex) 3%. That share is the goroutine-per-client model's, not the
+// relay's; GOMAXPROCS=1 and the event loop on one P (-targets 1p,loop1p) did not remove
+// it (select-only at 50 clients 17.4k and 15.8k TPS against 20.3k on two Ps; within the
+// runs' spread at 100).
+//
 // Sharp edges:
 //   - The invariant is: no client statement runs under a context other than the
 //     client's. Every failure of the switch (server error, unexpected label, broken
