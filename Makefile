@@ -101,7 +101,7 @@ bench-labels:
 ## bench-proxy: pgbench through PostgreSQL, PgBouncer and sepgadm (transaction mode;
 ## untagged, one context, a context per client), plus RSS with idle clients.
 ## BENCH_SECONDS (15), BENCH_CLIENTS (1,10,50,100) and BENCH_IDLE (10000) override;
-## BENCH_FLAGS passes more flags (-rounds N, -targets ...,loop,1p, -by-process, -pprof PORT).
+## BENCH_FLAGS passes more flags (-rounds N, -targets ...,loop,1p,loop1p, -by-process, -pprof PORT).
 BENCH_SECONDS ?= 15
 BENCH_CLIENTS ?= 1,10,50,100
 BENCH_IDLE ?= 10000
