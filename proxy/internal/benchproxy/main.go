@@ -48,8 +48,6 @@ type target struct {
 	perClient bool
 }
 
-// point is one pgbench run: TPS, mean latency, and the pooler's CPU time (user +
-// system) per transaction in microseconds.
 // point is one pgbench run: TPS, mean latency (ms) and the pooler's CPU per transaction
 // (µs, user + system, and the user part alone).
 type point struct{ tps, latency, cpu, cpuUser float64 }
