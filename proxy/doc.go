@@ -81,6 +81,21 @@
 // it (select-only at 50 clients 17.4k and 15.8k TPS against 20.3k on two Ps; within the
 // runs' spread at 100).
 //
+// System calls counted with perf stat (syscall tracepoints, 8 s of a 50-client run,
+// per transaction): select-only PgBouncer 7.6 (2.9 recvfrom, 2.0 sendto, 1.8 epoll_ctl,
+// 0.9 epoll_wait), sepgadm 6.5 (3.5 read, 2.0 write, 0.7 epoll_pwait, 0.2 futex), and
+// 1.06 against 0.99 context switches of the pooler's own; tpcb-like PgBouncer 30.7 (14.1
+// recvfrom, 13.2 sendto), sepgadm 40.7 (24.2 read, 13.8 write, 2.4 epoll_pwait). The
+// extra reads are the tries that find nothing yet (EAGAIN) before a goroutine waits in
+// the netpoller: about one per statement. Sending the request and waiting for its
+// answer inside one read callback (readiness armed before the request leaves, so
+// nothing is missed) took tpcb-like from 24.2 to 17.1 reads per transaction, but not
+// the pooler's CPU: raced in one run against the kept relay (10 s points, medians of 3,
+// 50 and 100 clients), tpcb-like 187.9 and 199.3 µs per transaction against 177.7 and
+// 197.1, select-only 22.8 and 24.0 against 27.9 and 25.1, TPS within 6% either way; the
+// waits it saved came back as epoll_pwait and futex calls (5.8 and 1.5 per tpcb-like
+// transaction), so it was not kept.
+//
 // Sharp edges:
 //   - The invariant is: no client statement runs under a context other than the
 //     client's. Every failure of the switch (server error, unexpected label, broken
