@@ -277,8 +277,7 @@ port = %d
 						host = c.SocketDir
 					}
 					user0, sys0 := cpuSeconds(tg.pid)
-					busy0, all0 := machineCPU()
-					sw0 := contextSwitches()
+					m0 := machineCPU()
 					var before map[string]float64
 					if o.byProcess {
 						before = cpuByCommand()
@@ -287,22 +286,21 @@ port = %d
 					if err != nil {
 						return fmt.Errorf("%s, %s, %d clients: %w", tg.name, script, n, err)
 					}
+					txns := max(pt.tps*float64(seconds), 1)
 					if tg.pid != 0 && pt.tps > 0 {
 						user1, sys1 := cpuSeconds(tg.pid)
-						txns := pt.tps * float64(seconds)
 						pt.cpu = (user1 - user0 + sys1 - sys0) / txns * 1e6
 						pt.cpuUser = (user1 - user0) / txns * 1e6
 					}
-					busy1, all1 := machineCPU()
-					busy := 100 * (busy1 - busy0) / max(all1-all0, 1)
-					switches := (contextSwitches() - sw0) / max(pt.tps*float64(seconds), 1)
+					m1 := machineCPU()
+					busy := 100 * (m1.busy - m0.busy) / max(m1.all-m0.all, 1)
+					switches := (m1.switches - m0.switches) / txns
 					runs[tg.name][n] = append(runs[tg.name][n], pt)
 					fmt.Printf("  %-12s %-19s %4d clients: %9.0f tps %8.3f ms %6.1f us pooler CPU/txn (%5.1f user), machine %3.0f%% busy, %4.1f context switches/txn\n", script, tg.name, n, pt.tps, pt.latency, pt.cpu, pt.cpuUser, busy, switches)
 					if o.byProcess && pt.tps > 0 {
 						// pgbench exits before the second reading, so its share is in "other"
 						// (with the kernel's own threads and interrupts).
-						txns := pt.tps * float64(seconds)
-						all := (busy1 - busy0) / 100
+						all := (m1.busy - m0.busy) / 100
 						fmt.Printf("      machine CPU per transaction, us: %.1f in all", all/txns*1e6)
 						after := cpuByCommand()
 						other := all
@@ -517,40 +515,40 @@ func cpuByCommand() map[string]float64 {
 	return out
 }
 
-// machineCPU is the machine's busy and total CPU time so far, in USER_HZ ticks, from
-// /proc/stat (busy: all but idle and iowait).
-func machineCPU() (busy, all float64) {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0, 0
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	for i, f := range strings.Fields(line)[1:] {
-		v, _ := strconv.ParseFloat(f, 64)
-		if i >= 8 { // guest time is already in user time
-			break
-		}
-		all += v
-		if i != 3 && i != 4 {
-			busy += v
-		}
-	}
-	return busy, all
+// machineStat is what machineCPU reads from /proc/stat.
+type machineStat struct {
+	busy, all float64 // CPU time in USER_HZ ticks: busy is all but idle and iowait
+	switches  float64 // context switches (ctxt)
 }
 
-// contextSwitches is the machine's count of context switches so far (/proc/stat ctxt).
-func contextSwitches() float64 {
+// machineCPU is the machine's CPU time and context switches so far, from /proc/stat.
+func machineCPU() machineStat {
+	var m machineStat
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0
+		return m
 	}
 	for line := range strings.Lines(string(b)) {
 		if v, ok := strings.CutPrefix(line, "ctxt "); ok {
-			n, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			return n
+			m.switches, _ = strconv.ParseFloat(strings.TrimSpace(v), 64)
+			continue
+		}
+		rest, ok := strings.CutPrefix(line, "cpu ")
+		if !ok {
+			continue
+		}
+		for i, f := range strings.Fields(rest) {
+			v, _ := strconv.ParseFloat(f, 64)
+			if i >= 8 { // guest time is already in user time
+				break
+			}
+			m.all += v
+			if i != 3 && i != 4 {
+				m.busy += v
+			}
 		}
 	}
-	return 0
+	return m
 }
 
 // rss is a process's resident set in KiB (0 when it cannot be read).
