@@ -96,7 +96,9 @@ func (r *rawIO) writeCall(fd uintptr) bool {
 	}
 	r.wn += int(n)
 	r.wbuf = r.wbuf[n:]
-	return len(r.wbuf) == 0
+	// A short write in non-blocking mode stops here too: the rest goes to overflow,
+	// where waiting for the socket to drain would stall the event loop.
+	return len(r.wbuf) == 0 || r.nonblock
 }
 
 func (r *rawIO) Read(p []byte) (int, error) {
