@@ -94,7 +94,11 @@
 // 50 and 100 clients), tpcb-like 187.9 and 199.3 µs per transaction against 177.7 and
 // 197.1, select-only 22.8 and 24.0 against 27.9 and 25.1, TPS within 6% either way; the
 // waits it saved came back as epoll_pwait and futex calls (5.8 and 1.5 per tpcb-like
-// transaction), so it was not kept.
+// transaction), so it was not kept. More Ps than CPUs (a thread the kernel preempts
+// inside a raw write keeps its P) did not help either: GOMAXPROCS=4 against the default
+// 2, same run, 10 s points, medians of 3, 50 and 100 clients: select-only 20.3k and
+// 20.7k TPS against 20.8k and 19.7k, tpcb-like 2,613 and 2,518 against 2,458 and
+// 2,499, with 8-20 µs more pooler CPU per tpcb-like transaction.
 //
 // Sharp edges:
 //   - The invariant is: no client statement runs under a context other than the

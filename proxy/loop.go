@@ -54,8 +54,15 @@ import (
 // parked clients' sockets out of Go's netpoller cut the loop's CPU by up to 4 µs per
 // select-only and 17 µs per tpcb-like transaction, but not its TPS: serving its clients
 // one after another also adds latency, which the goroutine relay, on both CPUs at once,
-// does not have. Raw descriptors that Go's netpoller never watches (servers too, with
-// the switch run by the loop) are still untried; they must win on TPS, not only CPU.
+// does not have. On 2026-12-04 a second prototype (not kept) took clients and servers
+// alike out of Go's netpoller while the loop served them (EPOLL_CTL_DEL on Go's own
+// epoll descriptor, put back as /proc/self/fdinfo showed it before a goroutine waited
+// again): raced in one run against the same loop without it (10 s points, medians of 2,
+// 50 and 100 clients), select-only 14.6k and 14.8k TPS against 15.0k and 13.4k (36.9
+// and 36.9 µs pooler CPU per transaction against 36.0 and 32.5), tpcb-like 1.9k and 1.8k
+// against 1.8k and 2.0k (218 and 218 µs against 238 and 221), while the goroutine
+// relay did 17.1k, 16.2k, 2.0k and 2.4k TPS on 30.8, 30.3, 190 and 161 µs. The double
+// registration is not what makes the loop slower; the loop stays experimental.
 
 // eventLoop is the proxy's event loop.
 type eventLoop struct {
