@@ -66,10 +66,13 @@ func newRaw(conn net.Conn) *rawIO {
 	return r
 }
 
+// readCall and writeCall retry EINTR at once: returning false would wait for the next
+// readiness edge, and one already consumed (data waiting, room to write) never comes
+// again.
 func (r *rawIO) readCall(fd uintptr) bool {
 	n, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&r.rbuf[0])), uintptr(len(r.rbuf)))
-	if e == unix.EINTR {
-		return false
+	for e == unix.EINTR {
+		n, _, e = unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&r.rbuf[0])), uintptr(len(r.rbuf)))
 	}
 	if e == unix.EAGAIN {
 		if r.nonblock {
@@ -84,8 +87,8 @@ func (r *rawIO) readCall(fd uintptr) bool {
 
 func (r *rawIO) writeCall(fd uintptr) bool {
 	n, _, e := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&r.wbuf[0])), uintptr(len(r.wbuf)))
-	if e == unix.EINTR {
-		return false
+	for e == unix.EINTR {
+		n, _, e = unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&r.wbuf[0])), uintptr(len(r.wbuf)))
 	}
 	if e == unix.EAGAIN {
 		return r.nonblock // the rest goes to overflow
