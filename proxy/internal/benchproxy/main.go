@@ -262,9 +262,11 @@ port = %d
 	// Points are interleaved (every target at one client count, then the next count) and
 	// repeated o.rounds times, so drift in the machine's load spreads over all targets.
 	results := map[string]map[string]map[int]point{}
+	allRuns := map[string]map[string]map[int][]point{} // per script, target, client count: one point per round
 	for _, script := range o.scripts {
 		results[script] = map[string]map[int]point{}
 		runs := map[string]map[int][]point{}
+		allRuns[script] = runs
 		for _, tg := range targets {
 			results[script][tg.name] = map[int]point{}
 			runs[tg.name] = map[int][]point{}
@@ -322,6 +324,7 @@ port = %d
 	}
 
 	fmt.Printf("\nbench-proxy: pgbench -s 10 -M %s, %d s per point, median of %d, pool size %d, transaction pooling\n", mode, seconds, o.rounds, poolSize)
+	fmt.Println("(ratios: the median of the rounds' own ratios, each between two points of the same round)")
 	for _, script := range o.scripts {
 		fmt.Printf("\n%s: TPS (mean latency ms)\n", script)
 		fmt.Printf("%8s", "clients")
@@ -335,12 +338,12 @@ port = %d
 				pt := results[script][tg.name][n]
 				fmt.Printf(" | %11.0f (%7.3f)", pt.tps, pt.latency)
 			}
-			r := results[script]
+			r := allRuns[script]
 			fmt.Printf(" | %14s | %14s | %14s | %14s\n",
-				ratio(r["sepgadm untagged"][n].tps, r["pgbouncer"][n].tps),
-				ratio(r["sepgadm 1 context"][n].tps, r["pgbouncer"][n].tps),
-				ratio(r["sepgadm 1 context"][n].tps, r["sepgadm untagged"][n].tps),
-				ratio(r["sepgadm N contexts"][n].tps, r["sepgadm untagged"][n].tps))
+				roundRatio(r["sepgadm untagged"][n], r["pgbouncer"][n]),
+				roundRatio(r["sepgadm 1 context"][n], r["pgbouncer"][n]),
+				roundRatio(r["sepgadm 1 context"][n], r["sepgadm untagged"][n]),
+				roundRatio(r["sepgadm N contexts"][n], r["sepgadm untagged"][n]))
 		}
 		fmt.Printf("%s: pooler CPU per transaction, microseconds: user + system (user)\n", script)
 		for _, n := range clients {
@@ -378,7 +381,8 @@ port = %d
 	return nil
 }
 
-// median is the point with the median TPS.
+// median is the point with the median TPS (the upper of the two middle ones for an even
+// number of rounds: a point printed is one that ran, with its own latency and CPU).
 func median(pts []point) point {
 	s := slices.Clone(pts)
 	slices.SortFunc(s, func(a, b point) int { return cmp.Compare(a.tps, b.tps) })
@@ -581,9 +585,23 @@ func waitPort(ctx context.Context, port int) error {
 
 // ratio formats a/b, or "-" when either side was not measured in this run (its target was
 // left out with -targets), so a missing peer never reads as a 0.00x result.
-func ratio(a, b float64) string {
-	if a == 0 || b == 0 {
+// roundRatio is the median over rounds of a's TPS over b's in the same round (the mean
+// of the two middle ones for an even number of rounds): points of one round ran minutes
+// apart at most, so the machine's drift over a run cancels out of each ratio.
+func roundRatio(a, b []point) string {
+	var rs []float64
+	for i := range min(len(a), len(b)) {
+		if a[i].tps > 0 && b[i].tps > 0 {
+			rs = append(rs, a[i].tps/b[i].tps)
+		}
+	}
+	if len(rs) == 0 {
 		return "-"
 	}
-	return fmt.Sprintf("%.2fx", a/b)
+	slices.Sort(rs)
+	m := rs[len(rs)/2]
+	if len(rs)%2 == 0 {
+		m = (rs[len(rs)/2-1] + m) / 2
+	}
+	return fmt.Sprintf("%.2fx", m)
 }
