@@ -176,6 +176,7 @@ func TestEventLoopSlowReaderStallsNobody(t *testing.T) {
 		}()
 	}
 	timeout := time.After(30 * time.Second)
+wait:
 	for range 2 {
 		select {
 		case err := <-done:
@@ -184,6 +185,7 @@ func TestEventLoopSlowReaderStallsNobody(t *testing.T) {
 			}
 		case <-timeout:
 			t.Error("a client that stopped reading held up another client")
+			break wait
 		}
 	}
 	close(pause)

@@ -583,11 +583,11 @@ func waitPort(ctx context.Context, port int) error {
 	return fmt.Errorf("nothing listens on port %d", port)
 }
 
-// ratio formats a/b, or "-" when either side was not measured in this run (its target was
-// left out with -targets), so a missing peer never reads as a 0.00x result.
 // roundRatio is the median over rounds of a's TPS over b's in the same round (the mean
 // of the two middle ones for an even number of rounds): points of one round ran minutes
-// apart at most, so the machine's drift over a run cancels out of each ratio.
+// apart at most, so the machine's drift over a run cancels out of each ratio. It is "-"
+// when either side was not measured in this run (its target was left out with -targets),
+// so a missing peer never reads as a 0.00x result.
 func roundRatio(a, b []point) string {
 	var rs []float64
 	for i := range min(len(a), len(b)) {
