@@ -100,6 +100,13 @@
 // 20.7k TPS against 20.8k and 19.7k, tpcb-like 2,613 and 2,518 against 2,458 and
 // 2,499, with 8-20 µs more pooler CPU per tpcb-like transaction.
 //
+// The default against both variants once more on 2026-12-04 (-targets
+// pgbouncer,untagged,loop,1p, 15 s points, medians of 3, 50 and 100 clients): select-only
+// 20.8k and 19.4k TPS, event loop 20.4k and 18.1k, GOMAXPROCS=1 20.1k and 17.1k
+// (PgBouncer 21.3k and 21.8k); tpcb-like 2,584 and 2,428, loop 2,126 and 2,150, one P
+// 1,968 and 2,182 (PgBouncer 2,429 and 2,400). The loop makes 22-23 context switches per
+// tpcb-like transaction against 19 for the default and for PgBouncer.
+//
 // Sharp edges:
 //   - The invariant is: no client statement runs under a context other than the
 //     client's. Every failure of the switch (server error, unexpected label, broken
