@@ -107,6 +107,16 @@
 // 1,968 and 2,182 (PgBouncer 2,429 and 2,400). The loop makes 22-23 context switches per
 // tpcb-like transaction against 19 for the default and for PgBouncer.
 //
+// An idea left open on 2026-12-04, counted out rather than built: the goroutine that
+// releases a connection could send the longest waiter's already-read request on it and
+// relay the answer, so that the waiter never waits on the server socket. Counted per
+// waiting transaction it moves a wait and removes none: the waiter still waits for its
+// client's request (netpoller) and is woken when its transaction is served (now at the
+// end, not the start), and the releaser now waits on the server socket in its place:
+// three waits either way, and the releaser's own client waits behind the one it serves.
+// Fewer wake-ups per transaction need one goroutine to serve many ready sockets per
+// wake-up, which is the event loop above.
+//
 // Sharp edges:
 //   - The invariant is: no client statement runs under a context other than the
 //     client's. Every failure of the switch (server error, unexpected label, broken
