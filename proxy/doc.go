@@ -117,6 +117,14 @@
 // Fewer wake-ups per transaction need one goroutine to serve many ready sockets per
 // wake-up, which is the event loop above.
 //
+// pprof on a slower machine the same evening (select-only, 100 clients, 25 s, about
+// 271k transactions, 42 µs of pooler CPU each): the two writes per transaction 23.6 µs
+// (in the kernel: the write wakes the reader), reads 5.9 µs, epoll_wait 0.5 µs; user
+// time 12.1 µs, with no part over 1.3% of samples: Go's park and wake paths 2.2 µs, the
+// hand-over of a connection to a waiter (channel send, select) 1.6 µs, the inline wait's
+// two SetReadDeadline calls 1.1 µs. PgBouncer spent 7.8 µs user and 31.1 µs system per
+// transaction in that day's bench-proxy; sepgadm 13.3 and 26.6.
+//
 // Sharp edges:
 //   - The invariant is: no client statement runs under a context other than the
 //     client's. Every failure of the switch (server error, unexpected label, broken
