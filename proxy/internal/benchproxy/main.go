@@ -13,6 +13,13 @@
 // shows the pooler's CPU per transaction (user + system, and user alone), how busy the
 // machine was and its context switches per transaction (/proc/stat), which tell a
 // pooler's own work from what it makes the kernel and the other processes do.
+//
+// Next to them runs the reference pooler (package refpool): the least work any
+// transaction pooler must do, on raw epoll loops that Go's netpoller never sees, with
+// less CPU of its own per transaction than PgBouncer. It bounds what a pooler's design
+// can gain on the machine at hand: where it does not beat PgBouncer, neither can a
+// pooler that does more. "ref" runs a loop per CPU, "ref1" one loop, as PgBouncer does.
+// benchproxy runs it as a child process of its own ("benchproxy reference ...").
 package main
 
 import (
@@ -26,6 +33,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -60,6 +68,13 @@ type options struct {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "reference" {
+		if err := serveReference(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "bench-proxy reference:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	sepgadm := flag.String("sepgadm", "build/sepgadm", "sepgadm binary")
 	seconds := flag.Int("seconds", 15, "seconds per point")
 	clientList := flag.String("clients", "1,10,50,100", "client counts")
@@ -67,7 +82,7 @@ func main() {
 	// Debian's PgBouncer 1.18 has no protocol-level prepared statements in transaction
 	// mode (1.21 does), so the race uses the extended protocol without them.
 	mode := flag.String("mode", "extended", "pgbench -M mode")
-	only := flag.String("targets", "", "comma-separated target names to run (default: postgres,pgbouncer,untagged,1ctx,Nctx; loop adds untagged with the experimental event_loop on, 1p untagged with GOMAXPROCS=1, loop1p both)")
+	only := flag.String("targets", "", "comma-separated target names to run (default: postgres,pgbouncer,untagged,1ctx,Nctx,ref; ref1 adds the reference pooler on one loop, loop adds untagged with the experimental event_loop on, 1p untagged with GOMAXPROCS=1, loop1p both)")
 	scripts := flag.String("scripts", "select-only,tpcb-like", "pgbench built-in scripts")
 	rounds := flag.Int("rounds", 1, "runs per point; the median TPS is reported")
 	byProcess := flag.Bool("by-process", false, "also print the machine's CPU per transaction by process (postgres, poolers, the rest)")
@@ -239,6 +254,22 @@ port = %d
 		variants = append(variants, target{name: v.name, short: v.short, port: port, pid: cmd.Process.Pid})
 		ports = append(ports, port)
 	}
+	// The reference pooler: a loop per CPU (ref), one loop (ref1).
+	for _, v := range []struct {
+		short, name string
+		loops       int
+	}{{"ref", "reference pooler", runtime.NumCPU()}, {"ref1", "reference, 1 loop", 1}} {
+		if o.only != nil && !slices.Contains(o.only, v.short) || o.only == nil && v.short != "ref" {
+			continue
+		}
+		port, cmd, err := startReference(c, v.loops)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+		variants = append(variants, target{name: v.name, short: v.short, port: port, pid: cmd.Process.Pid})
+		ports = append(ports, port)
+	}
 	for _, p := range ports {
 		if err := waitPort(ctx, p); err != nil {
 			return err
@@ -331,7 +362,7 @@ port = %d
 		for _, tg := range targets {
 			fmt.Printf(" | %22s", tg.name)
 		}
-		fmt.Printf(" | %14s | %14s | %14s | %14s\n", "untagged/pgbnc", "1ctx/pgbnc", "1ctx/untagged", "Nctx/untagged")
+		fmt.Printf(" | %14s | %14s | %14s | %14s | %14s\n", "untagged/pgbnc", "1ctx/pgbnc", "1ctx/untagged", "Nctx/untagged", "ref/pgbnc")
 		for _, n := range clients {
 			fmt.Printf("%8d", n)
 			for _, tg := range targets {
@@ -339,11 +370,12 @@ port = %d
 				fmt.Printf(" | %11.0f (%7.3f)", pt.tps, pt.latency)
 			}
 			r := allRuns[script]
-			fmt.Printf(" | %14s | %14s | %14s | %14s\n",
+			fmt.Printf(" | %14s | %14s | %14s | %14s | %14s\n",
 				roundRatio(r["sepgadm untagged"][n], r["pgbouncer"][n]),
 				roundRatio(r["sepgadm 1 context"][n], r["pgbouncer"][n]),
 				roundRatio(r["sepgadm 1 context"][n], r["sepgadm untagged"][n]),
-				roundRatio(r["sepgadm N contexts"][n], r["sepgadm untagged"][n]))
+				roundRatio(r["sepgadm N contexts"][n], r["sepgadm untagged"][n]),
+				roundRatio(r["reference pooler"][n], r["pgbouncer"][n]))
 		}
 		fmt.Printf("%s: pooler CPU per transaction, microseconds: user + system (user)\n", script)
 		for _, n := range clients {
