@@ -82,7 +82,7 @@ func main() {
 	// Debian's PgBouncer 1.18 has no protocol-level prepared statements in transaction
 	// mode (1.21 does), so the race uses the extended protocol without them.
 	mode := flag.String("mode", "extended", "pgbench -M mode")
-	only := flag.String("targets", "", "comma-separated target names to run (default: postgres,pgbouncer,untagged,1ctx,Nctx,ref; ref1 adds the reference pooler on one loop, loop adds untagged with the experimental event_loop on, 1p untagged with GOMAXPROCS=1, loop1p both)")
+	only := flag.String("targets", "", "comma-separated target names to run (default: postgres,pgbouncer,untagged,1ctx,Nctx,ref; pgb2 adds a second PgBouncer (PgBouncer against itself), ref1 the reference pooler on one loop, loop untagged with the experimental event_loop on, 1p untagged with GOMAXPROCS=1, loop1p both)")
 	scripts := flag.String("scripts", "select-only,tpcb-like", "pgbench built-in scripts")
 	rounds := flag.Int("rounds", 1, "runs per point; the median TPS is reported")
 	byProcess := flag.Bool("by-process", false, "also print the machine's CPU per transaction by process (postgres, poolers, the rest)")
@@ -152,31 +152,12 @@ func run(sepgadm string, clientList string, o options) error {
 	}
 
 	// PgBouncer.
-	pgbPort := freePort()
 	if err := os.WriteFile(filepath.Join(dir, "users.txt"), []byte(`"postgres" ""`+"\n"), 0o644); err != nil {
 		return err
 	}
-	pgbIni := fmt.Sprintf(`[databases]
-* = host=%s port=%d
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = %d
-unix_socket_dir =
-auth_type = trust
-auth_file = %s
-pool_mode = transaction
-default_pool_size = %d
-max_client_conn = %d
-logfile = %s
-pidfile = %s
-`, c.SocketDir, c.Port, pgbPort, filepath.Join(dir, "users.txt"), poolSize, idle+500, filepath.Join(dir, "pgbouncer.log"), filepath.Join(dir, "pgbouncer.pid"))
-	if err := os.WriteFile(filepath.Join(dir, "pgbouncer.ini"), []byte(pgbIni), 0o644); err != nil {
+	pgbPort, pgb, err := startPgBouncer(c, dir, "pgbouncer", idle)
+	if err != nil {
 		return err
-	}
-	pgb := exec.Command("pgbouncer", filepath.Join(dir, "pgbouncer.ini"))
-	pgb.SysProcAttr = &syscall.SysProcAttr{Credential: postgresCredential()}
-	if err := pgb.Start(); err != nil {
-		return fmt.Errorf("start pgbouncer (apt-get install pgbouncer): %w", err)
 	}
 	defer func() { _ = pgb.Process.Kill(); _ = pgb.Wait() }()
 
@@ -252,6 +233,17 @@ port = %d
 		}
 		defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 		variants = append(variants, target{name: v.name, short: v.short, port: port, pid: cmd.Process.Pid})
+		ports = append(ports, port)
+	}
+	// A second PgBouncer, the same in all but its port: PgBouncer against itself shows
+	// the spread of a ratio between two equal poolers on this machine (an A/A control).
+	if slices.Contains(o.only, "pgb2") {
+		port, cmd, err := startPgBouncer(c, dir, "pgbouncer2", idle)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+		variants = append(variants, target{name: "pgbouncer again", short: "pgb2", port: port, pid: cmd.Process.Pid})
 		ports = append(ports, port)
 	}
 	// The reference pooler: a loop per CPU (ref), one loop (ref1).
@@ -362,7 +354,7 @@ port = %d
 		for _, tg := range targets {
 			fmt.Printf(" | %22s", tg.name)
 		}
-		fmt.Printf(" | %14s | %14s | %14s | %14s | %14s\n", "untagged/pgbnc", "1ctx/pgbnc", "1ctx/untagged", "Nctx/untagged", "ref/pgbnc")
+		fmt.Printf(" | %14s | %14s | %14s | %14s | %14s | %14s\n", "untagged/pgbnc", "1ctx/pgbnc", "1ctx/untagged", "Nctx/untagged", "ref/pgbnc", "pgbnc/pgbnc")
 		for _, n := range clients {
 			fmt.Printf("%8d", n)
 			for _, tg := range targets {
@@ -370,12 +362,13 @@ port = %d
 				fmt.Printf(" | %11.0f (%7.3f)", pt.tps, pt.latency)
 			}
 			r := allRuns[script]
-			fmt.Printf(" | %14s | %14s | %14s | %14s | %14s\n",
+			fmt.Printf(" | %14s | %14s | %14s | %14s | %14s | %14s\n",
 				roundRatio(r["sepgadm untagged"][n], r["pgbouncer"][n]),
 				roundRatio(r["sepgadm 1 context"][n], r["pgbouncer"][n]),
 				roundRatio(r["sepgadm 1 context"][n], r["sepgadm untagged"][n]),
 				roundRatio(r["sepgadm N contexts"][n], r["sepgadm untagged"][n]),
-				roundRatio(r["reference pooler"][n], r["pgbouncer"][n]))
+				roundRatio(r["reference pooler"][n], r["pgbouncer"][n]),
+				roundRatio(r["pgbouncer again"][n], r["pgbouncer"][n]))
 		}
 		fmt.Printf("%s: pooler CPU per transaction, microseconds: user + system (user)\n", script)
 		for _, n := range clients {
@@ -636,4 +629,34 @@ func roundRatio(a, b []point) string {
 		m = (rs[len(rs)/2-1] + m) / 2
 	}
 	return fmt.Sprintf("%.2fx", m)
+}
+
+// startPgBouncer starts Debian's PgBouncer in transaction mode in front of c, with the
+// pool size sepgadm gets; its ini, log and pid file are named after name, in dir.
+func startPgBouncer(c *pgtest.Cluster, dir, name string, idle int) (int, *exec.Cmd, error) {
+	port := freePort()
+	ini := fmt.Sprintf(`[databases]
+* = host=%s port=%d
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = %d
+unix_socket_dir =
+auth_type = trust
+auth_file = %s
+pool_mode = transaction
+default_pool_size = %d
+max_client_conn = %d
+logfile = %s
+pidfile = %s
+`, c.SocketDir, c.Port, port, filepath.Join(dir, "users.txt"), poolSize, idle+500, filepath.Join(dir, name+".log"), filepath.Join(dir, name+".pid"))
+	file := filepath.Join(dir, name+".ini")
+	if err := os.WriteFile(file, []byte(ini), 0o644); err != nil {
+		return 0, nil, err
+	}
+	cmd := exec.Command("pgbouncer", file)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: postgresCredential()}
+	if err := cmd.Start(); err != nil {
+		return 0, nil, fmt.Errorf("start pgbouncer (apt-get install pgbouncer): %w", err)
+	}
+	return port, cmd, nil
 }

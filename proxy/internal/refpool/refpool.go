@@ -303,7 +303,9 @@ func (l *loop) run() error {
 			case fd == l.evfd:
 				return nil
 			case fd == l.lfd:
-				l.accept()
+				if err := l.accept(); err != nil {
+					return err
+				}
 			default:
 				c := l.conns[fd]
 				switch {
@@ -322,18 +324,21 @@ func (l *loop) run() error {
 	}
 }
 
-func (l *loop) accept() {
+// accept takes every pending client. The error is the loop's own, as clientReadable's.
+func (l *loop) accept() error {
 	for {
 		fd, _, err := unix.Accept4(l.lfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 		if err != nil {
-			return // EAGAIN, or a client that left already
+			return nil // EAGAIN, or a client that left already (the listener is level-triggered)
 		}
 		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 		if l.add(&conn{fd: fd, in: make([]byte, 0, 1024)}) != nil {
 			continue
 		}
 		// Edge-triggered: the startup packet may be there already.
-		_ = l.clientReadable(l.conns[fd])
+		if err := l.clientReadable(l.conns[fd]); err != nil {
+			return err
+		}
 	}
 }
 
@@ -487,7 +492,9 @@ func (l *loop) serverReadable(s *conn) error {
 		if idle && s.pending <= 0 && c != nil {
 			s.pending = 0
 			s.peer, c.peer = nil, nil
-			l.release(s)
+			if err := l.release(s); err != nil {
+				return err
+			}
 			// The client may have sent its next request already.
 			if err := l.clientBytes(c); err != nil {
 				return err
@@ -497,8 +504,9 @@ func (l *loop) serverReadable(s *conn) error {
 	return nil
 }
 
-// release gives s to the longest waiting client, or back to the idle list.
-func (l *loop) release(s *conn) {
+// release gives s to the longest waiting client, or back to the idle list. The error
+// is the loop's own, as clientReadable's.
+func (l *loop) release(s *conn) error {
 	for len(l.queue) > 0 {
 		c := l.queue[0]
 		l.queue[0] = nil
@@ -508,22 +516,31 @@ func (l *loop) release(s *conn) {
 		}
 		c.waiting = false
 		s.peer, c.peer = c, s
-		if err := l.clientBytes(c); err == nil {
-			_ = l.clientReadable(c)
+		if err := l.clientBytes(c); err != nil {
+			return err
 		}
-		return
+		return l.clientReadable(c)
 	}
 	l.idle = append(l.idle, s)
+	return nil
 }
 
-// dropClient closes c; a server connection it was using is closed and reopened.
-func (l *loop) dropClient(c *conn) error {
+// forget closes c and drops it from the loop; false when that was done already.
+func (l *loop) forget(c *conn) bool {
 	if c.closed {
-		return nil
+		return false
 	}
 	c.closed = true
 	delete(l.conns, c.fd)
 	_ = unix.Close(c.fd)
+	return true
+}
+
+// dropClient closes c; a server connection it was using is closed and reopened.
+func (l *loop) dropClient(c *conn) error {
+	if !l.forget(c) {
+		return nil
+	}
 	if s := c.peer; s != nil {
 		// Attached means a request in flight or a transaction open: never reuse.
 		return l.dropServer(s)
@@ -533,12 +550,9 @@ func (l *loop) dropClient(c *conn) error {
 
 // dropServer closes s and its client, and opens a replacement.
 func (l *loop) dropServer(s *conn) error {
-	if s.closed {
+	if !l.forget(s) {
 		return nil
 	}
-	s.closed = true
-	delete(l.conns, s.fd)
-	_ = unix.Close(s.fd)
 	if c := s.peer; c != nil {
 		s.peer, c.peer = nil, nil
 		_ = l.dropClient(c)
@@ -547,8 +561,7 @@ func (l *loop) dropServer(s *conn) error {
 	if err != nil {
 		return err
 	}
-	l.release(n)
-	return nil
+	return l.release(n)
 }
 
 // frames follows message boundaries through a byte stream read in pieces.
