@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 	"unsafe"
@@ -35,6 +36,7 @@ const (
 const (
 	maxFrame  = 1 << 20 // larger client frames close the client
 	writeWait = 10 * time.Second
+	loginWait = 10 * time.Second // a server's login, which blocks the loop's thread
 	readSize  = 64 << 10
 )
 
@@ -63,11 +65,17 @@ func Serve(ctx context.Context, cfg Config, ready func()) error {
 		if i < cfg.PoolSize%cfg.Loops {
 			size++
 		}
-		l, err := newLoop(cfg, &sa, size)
+		l, err := newLoop(cfg, size)
 		if l != nil {
 			loops = append(loops, l)
 		}
 		if err != nil {
+			return err
+		}
+	}
+	// Listen only once every pool is open, so that a client that can connect is served.
+	for _, l := range loops {
+		if err := l.listen(&sa); err != nil {
 			return err
 		}
 	}
@@ -85,18 +93,22 @@ func Serve(ctx context.Context, cfg Config, ready func()) error {
 			}
 		})
 	}
-	stopped := make(chan struct{})
+	// The watcher stops the loops when ctx ends; it is done before the loops' descriptors
+	// are closed, so it never writes to a descriptor number that was reused.
+	stopped, watched := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(watched)
 		select {
 		case <-ctx.Done():
+			for _, l := range loops {
+				l.stop()
+			}
 		case <-stopped:
-		}
-		for _, l := range loops {
-			l.stop()
 		}
 	}()
 	wg.Wait()
 	close(stopped)
+	<-watched
 	return errors.Join(errs...)
 }
 
@@ -118,6 +130,7 @@ type conn struct {
 	// Queries forwarded and not yet answered.
 	frames  frames
 	pending int
+	open    bool // frames were forwarded after the last Sync, Query or FunctionCall
 }
 
 type loop struct {
@@ -134,7 +147,8 @@ type loop struct {
 	fds    []int // every descriptor the loop owns, closed by close
 }
 
-func newLoop(cfg Config, sa *unix.SockaddrInet4, size int) (*loop, error) {
+// newLoop makes a loop with its pool of size server connections, not yet listening.
+func newLoop(cfg Config, size int) (*loop, error) {
 	l := &loop{cfg: cfg, conns: map[int]*conn{}, scrap: make([]byte, readSize), events: make([]unix.EpollEvent, 256), hello: hello()}
 	var err error
 	if l.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
@@ -148,24 +162,6 @@ func newLoop(cfg Config, sa *unix.SockaddrInet4, size int) (*loop, error) {
 	if err := l.watch(l.evfd, unix.EPOLLIN); err != nil {
 		return l, err
 	}
-	if l.lfd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0); err != nil {
-		return l, fmt.Errorf("refpool: socket: %w", err)
-	}
-	l.fds = append(l.fds, l.lfd)
-	for _, opt := range []int{unix.SO_REUSEADDR, unix.SO_REUSEPORT} {
-		if err := unix.SetsockoptInt(l.lfd, unix.SOL_SOCKET, opt, 1); err != nil {
-			return l, fmt.Errorf("refpool: setsockopt: %w", err)
-		}
-	}
-	if err := unix.Bind(l.lfd, sa); err != nil {
-		return l, fmt.Errorf("refpool: bind %s: %w", cfg.Listen, err)
-	}
-	if err := unix.Listen(l.lfd, 4096); err != nil {
-		return l, fmt.Errorf("refpool: listen %s: %w", cfg.Listen, err)
-	}
-	if err := l.watch(l.lfd, unix.EPOLLIN); err != nil {
-		return l, err
-	}
 	for range size {
 		s, err := l.dial()
 		if err != nil {
@@ -174,6 +170,28 @@ func newLoop(cfg Config, sa *unix.SockaddrInet4, size int) (*loop, error) {
 		l.idle = append(l.idle, s)
 	}
 	return l, nil
+}
+
+// listen opens the loop's own listener on sa (SO_REUSEPORT: the kernel spreads new
+// clients over the loops).
+func (l *loop) listen(sa *unix.SockaddrInet4) error {
+	var err error
+	if l.lfd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0); err != nil {
+		return fmt.Errorf("refpool: socket: %w", err)
+	}
+	l.fds = append(l.fds, l.lfd)
+	for _, opt := range []int{unix.SO_REUSEADDR, unix.SO_REUSEPORT} {
+		if err := unix.SetsockoptInt(l.lfd, unix.SOL_SOCKET, opt, 1); err != nil {
+			return fmt.Errorf("refpool: setsockopt: %w", err)
+		}
+	}
+	if err := unix.Bind(l.lfd, sa); err != nil {
+		return fmt.Errorf("refpool: bind %s: %w", l.cfg.Listen, err)
+	}
+	if err := unix.Listen(l.lfd, 4096); err != nil {
+		return fmt.Errorf("refpool: listen %s: %w", l.cfg.Listen, err)
+	}
+	return l.watch(l.lfd, unix.EPOLLIN)
 }
 
 func (l *loop) watch(fd int, events uint32) error {
@@ -204,6 +222,13 @@ func (l *loop) dial() (*conn, error) {
 		_ = unix.Close(fd)
 		return nil, fmt.Errorf("refpool: connect %s: %w", l.cfg.Socket, err)
 	}
+	tv := unix.NsecToTimeval(loginWait.Nanoseconds())
+	for _, opt := range []int{unix.SO_RCVTIMEO, unix.SO_SNDTIMEO} {
+		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, opt, &tv); err != nil {
+			_ = unix.Close(fd)
+			return nil, fmt.Errorf("refpool: setsockopt: %w", err)
+		}
+	}
 	if err := login(fd, l.cfg.User, l.cfg.Database); err != nil {
 		_ = unix.Close(fd)
 		return nil, err
@@ -232,7 +257,7 @@ func login(fd int, user, database string) error {
 	for {
 		n, err := unix.Read(fd, buf)
 		if err != nil || n == 0 {
-			return fmt.Errorf("refpool: the server closed the login (%v)", err)
+			return fmt.Errorf("refpool: the server closed or did not finish the login within %s (%v)", loginWait, err)
 		}
 		got = append(got, buf[:n]...)
 		for off := 0; off+5 <= len(got); {
@@ -328,8 +353,13 @@ func (l *loop) run() error {
 func (l *loop) accept() error {
 	for {
 		fd, _, err := unix.Accept4(l.lfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-		if err != nil {
-			return nil // EAGAIN, or a client that left already (the listener is level-triggered)
+		switch {
+		case errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.ECONNABORTED) || errors.Is(err, unix.EINTR):
+			return nil
+		case err != nil:
+			// Out of descriptors, or worse: the level-triggered listener would only
+			// spin, so the reference stops and says why.
+			return fmt.Errorf("refpool: accept: %w", err)
 		}
 		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 		if l.add(&conn{fd: fd, in: make([]byte, 0, 1024)}) != nil {
@@ -428,7 +458,7 @@ func (l *loop) clientBytes(c *conn) error {
 		}
 	}
 	// Whole frames: up to a Terminate, which ends the client.
-	whole, syncs, quit := 0, 0, false
+	whole, syncs, quit, open := 0, 0, false, false
 	for whole+5 <= len(c.in) {
 		typ, size := c.in[whole], int(binary.BigEndian.Uint32(c.in[whole+1:]))
 		if size < 4 || size > maxFrame {
@@ -441,7 +471,10 @@ func (l *loop) clientBytes(c *conn) error {
 		if whole+1+size > len(c.in) {
 			break
 		}
-		if typ == 'S' || typ == 'Q' {
+		// Each Sync, Query and FunctionCall gets one ReadyForQuery; anything after the
+		// last of them waits for a Sync of its own.
+		open = !(typ == 'S' || typ == 'Q' || typ == 'F')
+		if !open {
 			syncs++
 		}
 		whole += 1 + size
@@ -459,6 +492,7 @@ func (l *loop) clientBytes(c *conn) error {
 		}
 		s := c.peer
 		s.pending += syncs
+		s.open = open
 		if err := writeAll(s.fd, c.in[:whole]); err != nil {
 			return l.dropServer(s)
 		}
@@ -489,7 +523,7 @@ func (l *loop) serverReadable(s *conn) error {
 			}
 			continue
 		}
-		if idle && s.pending <= 0 && c != nil {
+		if idle && s.pending <= 0 && !s.open && c != nil {
 			s.pending = 0
 			s.peer, c.peer = nil, nil
 			if err := l.release(s); err != nil {
@@ -553,6 +587,9 @@ func (l *loop) dropServer(s *conn) error {
 	if !l.forget(s) {
 		return nil
 	}
+	// An idle connection that died (its backend was terminated) leaves the idle list
+	// before its descriptor number can come back with the replacement.
+	l.idle = slices.DeleteFunc(l.idle, func(i *conn) bool { return i == s })
 	if c := s.peer; c != nil {
 		s.peer, c.peer = nil, nil
 		_ = l.dropClient(c)
