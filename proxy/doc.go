@@ -125,6 +125,28 @@
 // two SetReadDeadline calls 1.1 µs. PgBouncer spent 7.8 µs user and 31.1 µs system per
 // transaction in that day's bench-proxy; sepgadm 13.3 and 26.6.
 //
+// On 2026-12-06 bench-proxy gained two controls, to tell what a pooler's design can
+// still gain on this machine from the machine's own spread. The reference pooler
+// (package refpool) does strictly less than PgBouncer, the way PgBouncer does it: raw
+// epoll loops on locked threads, sockets Go's netpoller never sees, no auth, no checks,
+// 3-5 µs of user CPU per select-only transaction (medians) against PgBouncer's 5-7 and
+// sepgadm's 10-13. A second PgBouncer, identical but for its port, races the first
+// (an A/A control). Medians of 5 rounds of 15 s, ratios to PgBouncer, select-only at 50
+// and 100 clients, then tpcb-like: PgBouncer again 1.03x, 1.00x, 1.08x, 0.96x; the
+// reference pooler (a loop per CPU) 1.04x, 1.03x, 1.11x, 0.91x; sepgadm untagged
+// 1.07x, 1.05x, 1.01x, 1.00x; sepgadm with one context 1.04x, 0.98x, 1.03x, 0.91x. The
+// rounds' own ratios ranged 0.79-1.31 for the reference pooler, 0.90-1.14 for PgBouncer
+// against itself (one disturbed round: 0.56), 0.92-1.18 for sepgadm untagged. Two
+// earlier runs that day (a prototype, medians of 6, then refpool, medians of 3) put it
+// at 0.90-1.20x, and its one-loop form (PgBouncer's model exactly) at 0.86-1.01x with
+// the machine 82-98% busy against sepgadm's 96-99% (select-only). So at 50 and 100 clients on 2 cores shared
+// with PostgreSQL and pgbench, TPS is set by the kernel's work for the extra hop (each
+// write wakes its reader) and by PostgreSQL, which every pooler pays alike; a pooler's
+// own user time, about 3% of the machine, is below the spread between two identical
+// PgBouncers. The A/A control also showed a target's place in a round moving its TPS
+// by up to 8% the same way in every round (tpcb-like grows the tables), so each round
+// now starts one target later.
+//
 // Sharp edges:
 //   - The invariant is: no client statement runs under a context other than the
 //     client's. Every failure of the switch (server error, unexpected label, broken
