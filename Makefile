@@ -102,7 +102,7 @@ bench-labels:
 ## untagged, one context, a context per client) and the reference pooler (refpool), plus
 ## RSS with idle clients.
 ## BENCH_SECONDS (15), BENCH_CLIENTS (1,10,50,100) and BENCH_IDLE (10000) override;
-## BENCH_FLAGS passes more flags (-rounds N, -targets ...,ref1,loop,1p,loop1p, -by-process, -pprof PORT).
+## BENCH_FLAGS passes more flags (-rounds N, -targets ...,ref1,pgb2,loop,1p,loop1p, -by-process, -pprof PORT).
 BENCH_SECONDS ?= 15
 BENCH_CLIENTS ?= 1,10,50,100
 BENCH_IDLE ?= 10000

@@ -16,9 +16,11 @@
 //
 // Next to them runs the reference pooler (package refpool): the least work any
 // transaction pooler must do, on raw epoll loops that Go's netpoller never sees, with
-// less CPU of its own per transaction than PgBouncer. It bounds what a pooler's design
-// can gain on the machine at hand: where it does not beat PgBouncer, neither can a
-// pooler that does more. "ref" runs a loop per CPU, "ref1" one loop, as PgBouncer does.
+// less user CPU per transaction than PgBouncer. It shows what a pooler's design can
+// gain on the machine at hand: a pooler that does more per transaction has little hope
+// of beating it. "ref" runs a loop per CPU, "ref1" one loop, as PgBouncer does; -targets
+// pgb2 adds a second PgBouncer, whose ratio to the first is the spread between two equal
+// poolers (an A/A control).
 // benchproxy runs it as a child process of its own ("benchproxy reference ...").
 package main
 

@@ -7,8 +7,8 @@
 // It accepts TCP clients without authentication, answers the startup packet itself,
 // forwards each client's whole frames to a server connection taken from a fixed pool
 // (opened at start, logged in by trust over PostgreSQL's Unix socket) and gives the
-// connection back at ReadyForQuery 'I' once every Sync and Query it forwarded is
-// answered. It does nothing else: no SELinux context, no switch, no checks of query
+// connection back at ReadyForQuery 'I' once every Sync, Query and FunctionCall it
+// forwarded is answered and nothing was forwarded after the last of them. It does nothing else: no SELinux context, no switch, no checks of query
 // texts, no settings replay, no cancel, no TLS, no admin console. It is a measuring
 // instrument, never a pooler to run: it trusts every client and lets a session setting
 // of one client leak to the next.
