@@ -134,9 +134,10 @@
 // (an A/A control). Medians of 5 rounds of 15 s, ratios to PgBouncer, select-only at 50
 // and 100 clients, then tpcb-like: PgBouncer again 1.03x, 1.00x, 1.08x, 0.96x; the
 // reference pooler (a loop per CPU) 1.04x, 1.03x, 1.11x, 0.91x; sepgadm untagged
-// 1.07x, 1.05x, 1.01x, 1.00x; sepgadm with one context 1.04x, 0.98x, 1.03x, 0.91x. The
-// rounds' own ratios ranged 0.79-1.31 for the reference pooler, 0.90-1.14 for PgBouncer
-// against itself (one disturbed round: 0.56), 0.92-1.18 for sepgadm untagged. Two
+// 1.07x, 1.05x, 1.01x, 1.00x; sepgadm with one context 1.04x, 0.98x, 1.03x, 0.91x.
+// Leaving out one round that disturbed every target (0.56-0.74), the rounds' own ratios
+// ranged 0.79-1.31 for the reference pooler, 0.90-1.14 for PgBouncer against itself
+// and 0.92-1.18 for sepgadm untagged. Two
 // earlier runs that day (a prototype, medians of 6, then refpool, medians of 3) put it
 // at 0.90-1.20x, and its one-loop form (PgBouncer's model exactly) at 0.86-1.01x with
 // the machine 82-98% busy against sepgadm's 96-99% (select-only). So at 50 and 100 clients on 2 cores shared
