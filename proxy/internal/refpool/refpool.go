@@ -13,6 +13,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sepgadm/sepgadm/proxy/wire"
 )
 
 // Config is what Serve needs.
@@ -24,14 +26,6 @@ type Config struct {
 	PoolSize int // server connections in all, split evenly between the loops
 	Loops    int // event loops, each on a thread of its own with its own listener
 }
-
-// Startup protocol codes (the second word of a packet without a type byte).
-const (
-	codeProtocol3 = 196608
-	codeCancel    = 80877102
-	codeSSL       = 80877103
-	codeGSSENC    = 80877104
-)
 
 const (
 	maxFrame  = 1 << 20 // larger client frames close the client
@@ -244,7 +238,7 @@ func (l *loop) dial() (*conn, error) {
 // login sends the startup packet on blocking fd and reads up to ReadyForQuery.
 func login(fd int, user, database string) error {
 	msg := make([]byte, 8, 64)
-	binary.BigEndian.PutUint32(msg[4:], codeProtocol3)
+	binary.BigEndian.PutUint32(msg[4:], wire.ProtocolV3)
 	for _, s := range []string{"user", user, "database", database, ""} {
 		msg = append(append(msg, s...), 0)
 	}
@@ -281,17 +275,13 @@ func login(fd int, user, database string) error {
 // hello is the proxy's answer to a startup packet: AuthenticationOk, the parameters
 // libpq wants, BackendKeyData, ReadyForQuery.
 func hello() []byte {
-	b := []byte{'R', 0, 0, 0, 8, 0, 0, 0, 0}
+	b := wire.AppendMessage(nil, 'R', []byte{0, 0, 0, 0})
 	for _, kv := range [][2]string{{"server_version", "15"}, {"server_encoding", "UTF8"}, {"client_encoding", "UTF8"},
 		{"standard_conforming_strings", "on"}, {"integer_datetimes", "on"}, {"DateStyle", "ISO, MDY"}} {
-		start := len(b)
-		b = append(b, 'S', 0, 0, 0, 0)
-		b = append(append(b, kv[0]...), 0)
-		b = append(append(b, kv[1]...), 0)
-		binary.BigEndian.PutUint32(b[start+1:], uint32(len(b)-start-1))
+		b = wire.AppendMessage(b, 'S', []byte(kv[0]+"\x00"+kv[1]+"\x00"))
 	}
-	b = append(b, 'K', 0, 0, 0, 12, 0, 0, 0, 1, 0, 0, 0, 1)
-	return append(b, 'Z', 0, 0, 0, 5, 'I')
+	b = wire.AppendMessage(b, 'K', []byte{0, 0, 0, 1, 0, 0, 0, 1})
+	return wire.AppendMessage(b, 'Z', []byte{'I'})
 }
 
 func (l *loop) stop() {
@@ -435,7 +425,7 @@ func (l *loop) clientBytes(c *conn) error {
 			return nil
 		}
 		size := int(binary.BigEndian.Uint32(c.in))
-		if size < 8 || size > 10000 {
+		if size < 8 || size > wire.MaxStartupLen {
 			return l.dropClient(c)
 		}
 		if len(c.in) < size {
@@ -444,11 +434,11 @@ func (l *loop) clientBytes(c *conn) error {
 		code := binary.BigEndian.Uint32(c.in[4:])
 		c.in = c.in[:copy(c.in, c.in[size:])]
 		switch code {
-		case codeSSL, codeGSSENC:
+		case wire.SSLRequestCode, wire.GSSENCRequest:
 			if writeAll(c.fd, []byte{'N'}) != nil {
 				return l.dropClient(c)
 			}
-		case codeProtocol3:
+		case wire.ProtocolV3:
 			c.started = true
 			if writeAll(c.fd, l.hello) != nil {
 				return l.dropClient(c)

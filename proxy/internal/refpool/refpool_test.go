@@ -18,17 +18,14 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sepgadm/sepgadm/internal/pgtest"
+	"github.com/sepgadm/sepgadm/proxy/wire"
 )
 
 var pg = pgtest.NewShared(pgtest.Options{})
 
 func TestMain(m *testing.M) { os.Exit(pg.Run(m)) }
 
-func frame(typ byte, body string) string {
-	b := []byte{typ, 0, 0, 0, 0}
-	binary.BigEndian.PutUint32(b[1:], uint32(4+len(body)))
-	return string(b) + body
-}
+func frame(typ byte, body string) string { return string(wire.AppendMessage(nil, typ, []byte(body))) }
 
 type fed struct {
 	Idle    bool
