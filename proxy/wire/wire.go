@@ -116,6 +116,19 @@ func NewReader(r *bufio.Reader, max int) *Reader { return &Reader{r: r, max: max
 // Buffered is how many bytes are read but not yet returned.
 func (r *Reader) Buffered() int { return r.r.Buffered() }
 
+// SetMax changes the largest message body the reader accepts.
+func (r *Reader) SetMax(max int) { r.max = max }
+
+// HasMessage reports whether a whole frame is already buffered, so that reading it will
+// not wait for its sender.
+func (r *Reader) HasMessage() bool {
+	b, err := r.r.Peek(min(5, r.r.Buffered()))
+	if err != nil || len(b) < 5 {
+		return false
+	}
+	return r.r.Buffered() >= 1+int(binary.BigEndian.Uint32(b[1:]))
+}
+
 // Header reads the next frame's type and body length.
 func (r *Reader) Header() (typ byte, n int, err error) {
 	if _, err := io.ReadFull(r.r, r.hdr[:]); err != nil {
@@ -131,15 +144,25 @@ func (r *Reader) Header() (typ byte, n int, err error) {
 	return r.hdr[0], l - 4, nil
 }
 
-// Body reads a body of n bytes (from Header); valid until the next read.
+// Body reads a body of n bytes (from Header); valid until the next read. Memory grows
+// with the bytes that actually arrive, not with the length the header claims.
 func (r *Reader) Body(n int) ([]byte, error) {
-	if cap(r.buf) < n {
-		r.buf = make([]byte, n)
+	const chunk = 64 << 10
+	if cap(r.buf) < min(n, chunk) {
+		r.buf = make([]byte, min(n, chunk))
 	}
-	b := r.buf[:n]
-	if _, err := io.ReadFull(r.r, b); err != nil {
-		return nil, err
+	b := r.buf[:0]
+	for len(b) < n {
+		if len(b) == cap(b) {
+			b = append(b, make([]byte, min(n-len(b), max(len(b), chunk)))...)[:len(b)]
+		}
+		m, err := io.ReadFull(r.r, b[len(b):min(n, cap(b))])
+		b = b[:len(b)+m]
+		if err != nil {
+			return nil, err
+		}
 	}
+	r.buf = b
 	// Do not keep a huge buffer alive for the rest of the session.
 	if cap(r.buf) > 1<<20 {
 		r.buf = nil
