@@ -64,11 +64,8 @@ type client struct {
 	desired map[string]string
 	dkey    string // settingsKey(desired)
 
-	// Transaction mode: the relay's state (txn.go), and the client's part in the event
-	// loop (loop.go; nil when the client cannot use it, TLS for one).
-	br  *bufio.Reader
-	txn *txnClient
-	lp  *loopClient
+	// rl relays the client's messages once it is logged in.
+	rl *relay
 }
 
 func (c *client) currentServer() *serverConn {
@@ -87,9 +84,6 @@ func (c *client) setServer(s *serverConn) {
 func (c *client) kill() {
 	c.killed.Store(true)
 	_ = c.conn.Close()
-	if c.lp != nil {
-		c.lp.loop.post(loopMsg{kind: msgEvict, c: c}) // a parked client goes back to its goroutine
-	}
 	if s := c.currentServer(); s != nil {
 		_ = s.conn.SetDeadline(time.Now())
 	}
@@ -121,6 +115,7 @@ func (p *Proxy) serveClient(conn net.Conn, idx int) {
 	cfg := st.cfg
 	lcfg := cfg.Listen[idx]
 	c := &client{p: p, conn: conn, connectedAt: time.Now(), id: strconv.FormatUint(p.nextID.Add(1), 10)}
+	c.rl = &relay{c: c, txn: cfg.PoolMode == "transaction", stmts: map[string]clientStmt{}}
 	c.state.Store("login")
 	defer func() { _ = c.conn.Close() }()
 	_ = conn.SetDeadline(time.Now().Add(cfg.ClientLoginTimeout.Duration))
@@ -147,18 +142,9 @@ func (p *Proxy) serveClient(conn net.Conn, idx int) {
 	}
 	c.appName = startup.Params["application_name"]
 	c.params = startup.Params
-	var rw io.ReadWriter = c.conn
-	rio := newRaw(c.conn)
-	if rio != nil {
-		rw = rio
-		if cfg.PoolMode == "transaction" && cfg.EventLoop == "on" && len(p.loops) > 0 {
-			l := p.loops[p.nextID.Load()%uint64(len(p.loops))]
-			c.lp = &loopClient{loop: l, back: make(chan struct{}, 1), rio: rio, slot: -1}
-			c.lp.waiter = waiter{loop: l, c: c}
-		}
-	}
-	c.br = bufio.NewReaderSize(rw, 16<<10)
-	c.r = wire.NewReader(c.br, cfg.MaxMessageSize)
+	rw := newRawIO(c.conn)
+	// Until the client has authenticated, no message may be larger than a login needs.
+	c.r = wire.NewReader(bufio.NewReaderSize(rw, 16<<10), maxLoginMessage)
 	c.w = bufio.NewWriterSize(rw, 16<<10)
 
 	p.mu.Lock()
@@ -190,6 +176,7 @@ func (p *Proxy) serveClient(conn net.Conn, idx int) {
 		c.fatal("28P01", fmt.Sprintf("sepgadm: authentication failed for user %q", c.user))
 		return
 	}
+	c.r.SetMax(cfg.MaxMessageSize)
 	if c.db == adminDatabase {
 		if !slices.Contains(cfg.AdminUsers, c.user) {
 			p.metrics.logins.WithLabelValues("refused").Inc()
@@ -229,18 +216,22 @@ func (p *Proxy) serveClient(conn net.Conn, idx int) {
 	p.log.Info("client connected", "session", c.id, "client", c.addr, "user", c.user, "database", c.db,
 		"context", c.context, "context_source", c.source, "backend_pid", s.pid)
 
-	if cfg.PoolMode == "transaction" {
+	if c.rl.txn {
 		// The login connection stays labelled for this client: label affinity makes its
 		// first transaction free of a switch.
 		c.setServer(nil)
 		p.releaseTxn(s)
-		c.relayTransactions(context.Background())
-		return
+		s = nil
 	}
-	clean := c.relay(s)
-	c.setServer(nil)
-	p.releaseServer(s, clean)
+	s, reusable := c.rl.run(context.Background(), s)
+	if s != nil {
+		p.releaseServer(s, reusable)
+	}
 }
+
+// maxLoginMessage bounds every message before authentication (a SASL response is a few
+// hundred bytes).
+const maxLoginMessage = 8 << 10
 
 // negotiate answers SSLRequest/GSSENCRequest until a StartupMessage arrives; it
 // returns nil for a CancelRequest (handled) or a connection that went away.
@@ -480,15 +471,6 @@ func (p *Proxy) acquireServer(ctx context.Context, c *client) (*serverConn, erro
 	if c.pool == nil {
 		c.pool = p.pool(c.db, c.user) // pools live as long as the proxy
 	}
-	if lp := c.lp; lp != nil && (lp.pre != nil || lp.preErr != nil) {
-		// The event loop took a connection for this request, or waited in vain.
-		s, err := lp.pre, lp.preErr
-		lp.pre, lp.preErr = nil, nil
-		if err != nil {
-			return nil, &loginError{code: "08006", msg: "sepgadm: could not get a server connection: " + err.Error(), result: "server_error", err: err}
-		}
-		return s, nil
-	}
 	s, err := c.pool.acquire(ctx, st.cfg.QueryWaitTimeout.Duration, c.context, &c.waiter, func(ctx context.Context) (*serverConn, error) {
 		return dialServer(ctx, st.cfg, c.db, c.user, st.serverPassword(c.user))
 	})
@@ -498,15 +480,29 @@ func (p *Proxy) acquireServer(ctx context.Context, c *client) (*serverConn, erro
 	return s, nil
 }
 
-// switchTo switches s to the client's context and logs the switch in the session log.
-// On failure s is closed and the error, a *loginError, carries the server's SQLSTATE.
+// switchTo switches s to the client's context, after resetting it if another client
+// used it (the reset and the switch go in one write), and logs the switch in the
+// session log. On failure s is closed and the error, a *loginError, carries the
+// server's SQLSTATE; its message names the context asked for, never what the server
+// returned.
 func (p *Proxy) switchTo(ctx context.Context, s *serverConn, c *client) error {
-	if err := p.tag(ctx, s, c.context, "client"); err != nil {
+	if err := p.tag(ctx, s, c.context, "client", !s.fresh); err != nil {
 		p.discardServer(s)
-		return &loginError{code: sqlStateOr(err, "42501"), msg: "sepgadm: could not switch the session to " + c.context + ": " + err.Error(), result: "tag_failed", err: err}
+		p.log.Warn("switch failed", "session", c.id, "backend_pid", s.pid, "context", c.context, "error", err)
+		return &loginError{code: sqlStateOr(err, "42501"), msg: "sepgadm: could not switch the session to " + c.context + serverReason(err, "the switch was not confirmed"), result: "tag_failed", err: err}
 	}
 	p.sessions.write(c.record("tag", s.pid))
 	return nil
+}
+
+// serverReason is what a client is told of a failed call of the proxy's own: the
+// server's error for it, or dflt, never what the server returned to the proxy.
+func serverReason(err error, dflt string) string {
+	var se serverError
+	if errors.As(err, &se) {
+		return ": " + se.Message
+	}
+	return ": " + dflt
 }
 
 // sqlStateOr is the SQLSTATE a server error carries, or def.
@@ -552,7 +548,7 @@ func (p *Proxy) applySettings(ctx context.Context, s *serverConn, c *client) err
 			}
 		}
 	}()
-	if _, err := s.simpleQuery(ctx, b.String()); err != nil {
+	if err := s.command(ctx, b.String()); err != nil {
 		return fmt.Errorf("apply startup parameters: %w", err)
 	}
 	return nil
@@ -560,8 +556,10 @@ func (p *Proxy) applySettings(ctx context.Context, s *serverConn, c *client) err
 
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
-// tag switches s to label (nil label: back to the proxy's own) and checks the result.
-func (p *Proxy) tag(ctx context.Context, s *serverConn, label string, kind string) error {
+// tag switches s to label (nil label: back to the proxy's own) and checks the result;
+// with reset, the server_reset_query goes first in the same write. The error never
+// quotes what the server returned (the proxy's log does).
+func (p *Proxy) tag(ctx context.Context, s *serverConn, label string, kind string, reset bool) error {
 	st := p.state()
 	start := time.Now()
 	s.setState("tagging")
@@ -571,15 +569,27 @@ func (p *Proxy) tag(ctx context.Context, s *serverConn, label string, kind strin
 	}
 	ctx, cancel := context.WithTimeout(ctx, st.cfg.ServerConnectTimeout.Duration)
 	defer cancel()
-	got, err := s.call(ctx, st.cfg.TagFunction, st.token, arg)
+	var msg []byte
+	want := callAnswer
+	if reset {
+		msg, _ = (&pgproto3.Query{String: st.cfg.ServerResetQuery}).Encode(nil)
+		want = "*Z" + callAnswer
+	}
+	msg = appendCall(msg, st.cfg.TagFunction, st.token, arg)
+	got, err := s.exchange(ctx, msg, want)
+	if reset && err == nil {
+		s.afterReset()
+	}
 	switch {
 	case err != nil:
 	case got == nil:
 		err = errors.New("the switch function returned no label")
 	case label != "" && *got != label:
-		err = fmt.Errorf("the switch function returned %q, not %q", *got, label)
+		p.log.Warn("the switch function returned another label", "backend_pid", s.pid, "asked", label, "returned", *got)
+		err = fmt.Errorf("the switch to %s was not confirmed", label)
 	case label == "" && !p.isOwnLabel(*got):
-		err = fmt.Errorf("switching back returned %q, not the proxy's own label", *got)
+		p.log.Warn("switching back returned another label", "backend_pid", s.pid, "returned", *got)
+		err = errors.New("switching back to the proxy's own label was not confirmed")
 	}
 	p.metrics.tagDone(kind, time.Since(start), err == nil)
 	s.setState("active")
@@ -588,6 +598,7 @@ func (p *Proxy) tag(ctx context.Context, s *serverConn, label string, kind strin
 		return err
 	}
 	s.setLabel(*got)
+	s.fresh = false
 	return nil
 }
 
@@ -604,8 +615,9 @@ func (p *Proxy) isOwnLabel(label string) bool {
 	return label == own
 }
 
-// releaseServer resets a server connection after its client: DISCARD ALL and back to the
-// proxy's own label. Anything doubtful closes the connection instead.
+// releaseServer resets a server connection after its session-mode client: the
+// server_reset_query and the switch back to the proxy's own label, in one write.
+// Anything doubtful closes the connection instead.
 func (p *Proxy) releaseServer(s *serverConn, clean bool) {
 	st := p.state()
 	if !clean {
@@ -615,18 +627,20 @@ func (p *Proxy) releaseServer(s *serverConn, clean bool) {
 	s.setState("resetting")
 	ctx, cancel := context.WithTimeout(context.Background(), st.cfg.ServerConnectTimeout.Duration)
 	defer cancel()
-	if _, err := s.simpleQuery(ctx, "DISCARD ALL"); err != nil {
-		p.log.Warn("server reset failed; closing the connection", "backend_pid", s.pid, "error", err)
-		p.discardServer(s)
-		return
-	}
 	if st.cfg.Tagging == "on" {
-		if err := p.tag(ctx, s, "", "reset"); err != nil {
-			p.log.Warn("switching back failed; closing the connection", "backend_pid", s.pid, "error", err)
+		if err := p.tag(ctx, s, "", "reset", true); err != nil {
+			p.log.Warn("server reset failed; closing the connection", "backend_pid", s.pid, "error", err)
 			p.discardServer(s)
 			return
 		}
+	} else if err := s.command(ctx, st.cfg.ServerResetQuery); err != nil {
+		p.log.Warn("server reset failed; closing the connection", "backend_pid", s.pid, "error", err)
+		p.discardServer(s)
+		return
+	} else {
+		s.afterReset()
 	}
+	s.fresh = true
 	s.pool.release(s, true, st.cfg.ServerLifetime.Duration)
 }
 

@@ -25,11 +25,13 @@ type Config struct {
 	// confirms it with sepgsql_getcon() before reusing a connection already labelled for
 	// the client (catches clients that changed their own label).
 	VerifyLabel string `toml:"verify_label"`
-	// EventLoop "on" (experimental) serves transaction-mode clients in their steady
-	// state on event loops, one per CPU, as PgBouncer does on its one; "off" (the
-	// default) keeps every client on its own goroutine. TLS clients always use their
-	// goroutine. Measured so far the loops are no faster (see loop.go).
+	// EventLoop is kept only to refuse "on" with a clear message: the experimental
+	// event loop was removed (one relay to secure and to read).
 	EventLoop string `toml:"event_loop"`
+	// ServerResetQuery runs before a server connection passes to a client of another
+	// label (transaction mode) or back to the pool (session mode). It must drop every
+	// piece of session state: the default, DISCARD ALL, does.
+	ServerResetQuery string `toml:"server_reset_query"`
 	// Tagging "on" switches each server session to the client's context; "off" makes a
 	// plain pooler for servers without sepgsql.
 	Tagging string `toml:"tagging"`
@@ -62,7 +64,15 @@ type Config struct {
 	ServerIdleTimeout    Duration `toml:"server_idle_timeout"`
 	ServerLifetime       Duration `toml:"server_lifetime"`
 	ClientLoginTimeout   Duration `toml:"client_login_timeout"`
-	ShutdownTimeout      Duration `toml:"shutdown_timeout"`
+	// IdleTransactionTimeout closes a client that stays idle inside a transaction
+	// longer, freeing its server connection (0: never). ClientIdleTimeout closes a
+	// client idle outside a transaction longer (0: never). PgBouncer's names.
+	IdleTransactionTimeout Duration `toml:"idle_transaction_timeout"`
+	ClientIdleTimeout      Duration `toml:"client_idle_timeout"`
+	// MaxPreparedStatements caps the named prepared statements one client may hold in
+	// transaction mode.
+	MaxPreparedStatements int      `toml:"max_prepared_statements"`
+	ShutdownTimeout       Duration `toml:"shutdown_timeout"`
 
 	// file is where the configuration was read from, for messages.
 	file string
@@ -221,6 +231,8 @@ func (c *Config) setDefaults() {
 	def(&c.PoolMode, "session")
 	def(&c.VerifyLabel, "on_switch")
 	def(&c.EventLoop, "off")
+	def(&c.ServerResetQuery, "DISCARD ALL")
+	defInt(&c.MaxPreparedStatements, 1000)
 	def(&c.Tagging, "on")
 	def(&c.TagFunction, "sepgadm.tag")
 	def(&c.LogLevel, "info")
@@ -233,7 +245,7 @@ func (c *Config) setDefaults() {
 	defDur(&c.QueryWaitTimeout, 120*time.Second)
 	defDur(&c.ServerIdleTimeout, 600*time.Second)
 	defDur(&c.ServerLifetime, 3600*time.Second)
-	defDur(&c.ClientLoginTimeout, 60*time.Second)
+	defDur(&c.ClientLoginTimeout, 15*time.Second)
 	defDur(&c.ShutdownTimeout, 30*time.Second)
 	if c.Auth.AuthUser != "" {
 		def(&c.Auth.AuthQuery, "SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename = $1")
@@ -258,8 +270,11 @@ func (c *Config) validate(src []byte) error {
 	if c.VerifyLabel != "on_switch" && c.VerifyLabel != "always" {
 		return bad("verify_label", "%q: want on_switch or always", c.VerifyLabel)
 	}
-	if c.EventLoop != "on" && c.EventLoop != "off" {
-		return bad("event_loop", "%q: want on or off", c.EventLoop)
+	if c.EventLoop != "off" {
+		return bad("event_loop", "%q: the experimental event loop was removed; delete this line", c.EventLoop)
+	}
+	if len(scanSQL(c.ServerResetQuery)) == 0 {
+		return bad("server_reset_query", "empty: a connection must be reset before it changes label")
 	}
 	if c.Tagging != "on" && c.Tagging != "off" {
 		return bad("tagging", "%q: want on or off", c.Tagging)

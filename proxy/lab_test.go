@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -298,13 +297,8 @@ func TestLabDemoWorks(t *testing.T) {
 	}
 }
 
-// The transaction-mode proxies of the stress and drift tests: one on the goroutine relay
-// with verify_label = "always", one with the event loop.
-const (
-	txnSocket   = "/run/sepgadm-txn"
-	loopSocket  = "/run/sepgadm-loop"
-	loopMetrics = "127.0.0.1:9187"
-)
+// The transaction-mode proxy of the stress and drift tests, with verify_label = "always".
+const txnSocket = "/run/sepgadm-txn"
 
 type labProxy struct {
 	sync.Once
@@ -312,14 +306,10 @@ type labProxy struct {
 	err   error
 }
 
-var txnSetup, loopSetup labProxy
+var txnSetup labProxy
 
 func startTxnProxy(t *testing.T) {
 	startLabProxy(t, &txnSetup, "txn", txnSocket, `verify_label = "always"`)
-}
-
-func startLoopProxy(t *testing.T) {
-	startLabProxy(t, &loopSetup, "loop", loopSocket, fmt.Sprintf("event_loop = \"on\"\nmetrics_listen = %q", loopMetrics))
 }
 
 func startLabProxy(t *testing.T, lp *labProxy, name, socket, extra string) {
@@ -371,10 +361,7 @@ pool_size = 3
 	}
 }
 
-var (
-	viaTxn  = fmt.Sprintf("host=%s port=6432 dbname=demo user=postgres", txnSocket)
-	viaLoop = fmt.Sprintf("host=%s port=6432 dbname=demo user=postgres", loopSocket)
-)
+var viaTxn = fmt.Sprintf("host=%s port=6432 dbname=demo user=postgres", txnSocket)
 
 // stressIn / stressOut are the stress helper's input and report.
 type stressIn struct {
@@ -482,38 +469,6 @@ func stressHelper(ctx context.Context, in io.Reader, out io.Writer) error {
 func TestLabTransactionModeStress(t *testing.T) {
 	startTxnProxy(t)
 	stress(t, viaTxn)
-}
-
-// The same with the event loop: it forwards the requests of clients whose connection is
-// already under their label, so the label must follow exactly there too.
-func TestLabEventLoopStress(t *testing.T) {
-	startLoopProxy(t)
-	before := loopRequests(t)
-	stress(t, viaLoop)
-	served := loopRequests(t) - before
-	t.Logf("the event loop forwarded %d requests", served)
-	if served < 500 {
-		t.Fatalf("the event loop forwarded only %d requests: the stress did not test it", served)
-	}
-}
-
-// loopRequests reads sepgadm_event_loop_requests_total from the loop proxy's metrics.
-func loopRequests(t *testing.T) int {
-	t.Helper()
-	resp, err := http.Get("http://" + loopMetrics + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "sepgadm_event_loop_requests_total "); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			return int(f)
-		}
-	}
-	t.Fatalf("no sepgadm_event_loop_requests_total in the metrics")
-	return 0
 }
 
 // stress runs 24 clients of 4 contexts through the transaction-mode proxy at dsn while

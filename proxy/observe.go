@@ -25,8 +25,6 @@ type metrics struct {
 	// query and byte totals are also the Prometheus counters (CounterFunc), so a
 	// transaction makes one atomic add for each, not two.
 	nTags, nTagFailures, tagNanos, nQueries, nBytesIn, nBytesOut atomic.Int64
-	// The event loop's requests forwarded and clients given back to their goroutines.
-	nLoopRequests, nLoopHandbacks atomic.Int64
 }
 
 // tally counts one direction's traffic locally, so the relay touches the shared
@@ -86,9 +84,7 @@ func newMetrics(servers func() float64) *metrics {
 	m.reg.MustRegister(m.clients, m.logins, m.tags, m.tagSeconds, m.refusedCalls, m.labelDrift,
 		total("sepgadm_ready_for_query_total", "ReadyForQuery messages relayed (completed queries and syncs).", &m.nQueries),
 		total("sepgadm_client_bytes_total", "Bytes relayed from clients to servers.", &m.nBytesIn),
-		total("sepgadm_server_bytes_total", "Bytes relayed from servers to clients.", &m.nBytesOut),
-		total("sepgadm_event_loop_requests_total", "Client requests the event loop forwarded (transaction mode).", &m.nLoopRequests),
-		total("sepgadm_event_loop_handbacks_total", "Clients the event loop gave back to their own goroutines (anything but the common case).", &m.nLoopHandbacks))
+		total("sepgadm_server_bytes_total", "Bytes relayed from servers to clients.", &m.nBytesOut))
 	return m
 }
 

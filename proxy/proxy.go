@@ -14,7 +14,6 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -55,9 +54,8 @@ type Proxy struct {
 
 	// clock is the coarse clock the per-transaction path reads (clock.go).
 	clock clock
-	// loops serve transaction-mode clients between and during simple requests
-	// (loop.go), one per P; a client keeps the loop it was given.
-	loops []*eventLoop
+	// stmtKey keys the server-side names of clients' prepared statements.
+	stmtKey []byte
 }
 
 // New prepares a proxy from a validated configuration: it reads the credential and
@@ -75,6 +73,10 @@ func New(cfg *Config, logger *slog.Logger) (*Proxy, error) {
 		log: logger, sessions: sl,
 		pools: map[poolKey]*pool{}, clients: map[*client]struct{}{}, cancel: map[uint64]*client{},
 		shutdown: make(chan struct{}), ready: make(chan struct{}),
+		stmtKey: make([]byte, 32),
+	}
+	if _, err := rand.Read(p.stmtKey); err != nil {
+		return nil, err
 	}
 	p.clock.set(time.Now())
 	p.metrics = newMetrics(func() float64 {
@@ -155,15 +157,6 @@ func (p *Proxy) Run(ctx context.Context) error {
 	cfg := st.cfg
 	if cfg.Tagging == "off" {
 		p.log.Warn("tagging is off: sepgadm runs as a plain pooler and every query runs under the proxy's own SELinux label")
-	}
-	for i := range min(runtime.GOMAXPROCS(0), 64) {
-		l, err := newEventLoop(i)
-		if err != nil {
-			return err
-		}
-		p.loops = append(p.loops, l)
-		go l.run()
-		defer l.close() // after every client has gone (clientWG, below)
 	}
 	for i, l := range cfg.Listen {
 		ln, err := listen(l)
@@ -409,9 +402,5 @@ func (p *Proxy) handleCancel(pid uint32, key []byte) {
 	if c == nil || string(c.cancelSecret) != string(key) {
 		return
 	}
-	if s := c.currentServer(); s != nil {
-		if err := s.cancel(p.state().cfg); err != nil {
-			p.log.Warn("cancel", "error", err)
-		}
-	}
+	c.rl.cancel()
 }

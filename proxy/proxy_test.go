@@ -323,7 +323,8 @@ func TestFailClosed(t *testing.T) {
 		user, code, msg string
 	}{
 		{"denied", "42501", "sepgadm: could not switch the session to system_u:system_r:deny_t:s0"},
-		{"mismatch", "42501", `returned "system_u:system_r:somebody_else_t:s0"`},
+		// What the server returned to the proxy's own call is never shown to a client.
+		{"mismatch", "42501", "sepgadm: could not switch the session to system_u:system_r:mismatch_t:s0: the switch was not confirmed"},
 		{"nocontext", "28000", "sepgadm: no SELinux context for this client"},
 	} {
 		t.Run(tt.user, func(t *testing.T) {
@@ -334,7 +335,8 @@ func TestFailClosed(t *testing.T) {
 			if err == nil {
 				t.Fatalf("psql as %s succeeded:\n%s", tt.user, out)
 			}
-			if !strings.Contains(string(out), "FATAL:  sepgadm: ") || !strings.Contains(string(out), tt.msg) {
+			if !strings.Contains(string(out), "FATAL:  sepgadm: ") || !strings.Contains(string(out), tt.msg) ||
+				strings.Contains(string(out), "somebody_else_t") {
 				t.Errorf("psql as %s said:\n%s\nwant FATAL with %q", tt.user, out, tt.msg)
 			}
 			_, err = pgx.Connect(ctx, h.dsn(tt.user, ""))
@@ -441,7 +443,6 @@ func TestPgxTransparency(t *testing.T) {
 	for _, tc := range []struct{ name, mode, extra string }{
 		{"session", "session", ""},
 		{"transaction", "transaction", ""},
-		{"transaction with the event loop", "transaction", "event_loop = \"on\""},
 	} {
 		t.Run(tc.name, func(t *testing.T) { testPgxTransparency(t, tc.mode, tc.extra) })
 	}
@@ -461,8 +462,8 @@ func testPgxTransparency(t *testing.T, mode, extra string) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	// In transaction mode, twice: a query text's first use runs on the client's goroutine,
-	// later ones through the event loop (for the requests it serves).
+	// In transaction mode, twice: prepared statements are re-used on connections that
+	// already hold them.
 	passes := 1
 	if mode == "transaction" {
 		passes = 2

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"errors"
 	"io"
 	"net"
 	"syscall"
@@ -29,18 +28,7 @@ type rawIO struct {
 	rerr, werr syscall.Errno
 	readFn     func(uintptr) bool
 	writeFn    func(uintptr) bool
-
-	// The event loop (loop.go) must never wait. While nonblock is set, a read that
-	// would block returns errWouldBlock, and what a write cannot send now is kept in
-	// overflow (and reported written) for the client's goroutine to send once it has the
-	// connection back; a blocking Write sends overflow first. Only the connection's
-	// current owner touches these.
-	nonblock bool
-	overflow []byte
 }
-
-// errWouldBlock is a non-blocking read that found nothing to read.
-var errWouldBlock = errors.New("read would block")
 
 // newRawIO wraps conn when it is a plain TCP or Unix socket; otherwise (TLS) it returns
 // conn itself.
@@ -75,10 +63,6 @@ func (r *rawIO) readCall(fd uintptr) bool {
 		n, _, e = unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&r.rbuf[0])), uintptr(len(r.rbuf)))
 	}
 	if e == unix.EAGAIN {
-		if r.nonblock {
-			r.rerr = e
-			return true
-		}
 		return false
 	}
 	r.rn, r.rerr = int(n), e
@@ -91,7 +75,7 @@ func (r *rawIO) writeCall(fd uintptr) bool {
 		n, _, e = unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&r.wbuf[0])), uintptr(len(r.wbuf)))
 	}
 	if e == unix.EAGAIN {
-		return r.nonblock // the rest goes to overflow
+		return false
 	}
 	if e != 0 {
 		r.werr = e
@@ -99,9 +83,7 @@ func (r *rawIO) writeCall(fd uintptr) bool {
 	}
 	r.wn += int(n)
 	r.wbuf = r.wbuf[n:]
-	// A short write in non-blocking mode stops here too: the rest goes to overflow,
-	// where waiting for the socket to drain would stall the event loop.
-	return len(r.wbuf) == 0 || r.nonblock
+	return len(r.wbuf) == 0
 }
 
 func (r *rawIO) Read(p []byte) (int, error) {
@@ -114,8 +96,6 @@ func (r *rawIO) Read(p []byte) (int, error) {
 	switch {
 	case err != nil:
 		return 0, err
-	case r.rerr == unix.EAGAIN:
-		return 0, errWouldBlock
 	case r.rerr != 0:
 		return 0, r.rerr
 	case r.rn == 0:
@@ -128,24 +108,6 @@ func (r *rawIO) Write(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if len(r.overflow) > 0 {
-		if r.nonblock {
-			r.overflow = append(r.overflow, p...) // keep the order
-			return len(p), nil
-		}
-		if err := r.FlushOverflow(); err != nil {
-			return 0, err
-		}
-	}
-	n, err := r.write(p)
-	if err == nil && n < len(p) && r.nonblock {
-		r.overflow = append(r.overflow, p[n:]...)
-		n = len(p)
-	}
-	return n, err
-}
-
-func (r *rawIO) write(p []byte) (int, error) {
 	r.wbuf, r.wn, r.werr = p, 0, 0
 	err := r.raw.Write(r.writeFn)
 	r.wbuf = nil
@@ -156,18 +118,4 @@ func (r *rawIO) write(p []byte) (int, error) {
 		return r.wn, r.werr
 	}
 	return r.wn, nil
-}
-
-// FlushOverflow sends, waiting as long as it takes, what the event loop could not
-// send. The caller is the connection's goroutine, nonblock unset.
-func (r *rawIO) FlushOverflow() error {
-	for len(r.overflow) > 0 {
-		n, err := r.write(r.overflow)
-		r.overflow = r.overflow[n:]
-		if err != nil {
-			return err
-		}
-	}
-	r.overflow = nil
-	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -38,11 +39,8 @@ type serverConn struct {
 	// prepared holds the names of client statements prepared on this connection
 	// (transaction mode renames them per query; see txn.go).
 	prepared map[string]bool
-	// rio is the socket's raw reader and writer (nil without a descriptor); inLoop has
-	// the bits of the event loops that added the descriptor to their epoll sets (each
-	// loop touches only its own bit, while the connection is its client's).
-	rio    *rawIO
-	inLoop uint64
+	// fresh is true until a client has used the connection, and again after a reset.
+	fresh bool
 	// pkey is settingsKey(params), made when first needed after params changed (setParam).
 	pkey   string
 	pkeyOK bool
@@ -111,7 +109,7 @@ func dialServer(ctx context.Context, cfg *Config, db, user, password string) (*s
 	}
 	return &serverConn{
 		conn: h.Conn, raw: raw, br: br, r: wire.NewReader(br, cfg.MaxMessageSize), w: bufio.NewWriterSize(rw, 32<<10),
-		pid: h.PID, secret: h.SecretKey, params: h.ParameterStatuses, prepared: map[string]bool{}, rio: rio,
+		pid: h.PID, secret: h.SecretKey, params: h.ParameterStatuses, prepared: map[string]bool{}, fresh: true,
 		created: now, lastUsed: now, state: "idle",
 	}, nil
 }
@@ -175,17 +173,24 @@ func (e serverError) Error() string {
 	return e.Severity + ": " + e.Message + " (SQLSTATE " + e.Code + ")"
 }
 
-// simpleQuery runs sql (simple protocol) and waits for ReadyForQuery. It returns the
-// first column of the first row (nil: no row, or NULL).
-func (s *serverConn) simpleQuery(ctx context.Context, sql string) (first *string, err error) {
+// command runs sql, a simple Query whose statements return no rows (SET, DISCARD), and
+// checks the exact answer: a CommandComplete per statement, then ReadyForQuery 'I'.
+func (s *serverConn) command(ctx context.Context, sql string) error {
 	msg, _ := (&pgproto3.Query{String: sql}).Encode(nil)
-	return s.roundTrip(ctx, msg)
+	_, err := s.exchange(ctx, msg, strings.Repeat("C", max(1, len(scanSQL(sql))))+"Z")
+	return err
 }
 
-// call runs SELECT fn($1, $2) with text parameters over the extended protocol, so the
-// arguments never appear in SQL text (nor, therefore, in the server's statement log).
-func (s *serverConn) call(ctx context.Context, fn string, a string, b *string) (*string, error) {
-	var buf []byte
+// queryValue runs a one-row, one-column query and returns its value (nil: NULL).
+func (s *serverConn) queryValue(ctx context.Context, sql string) (*string, error) {
+	msg, _ := (&pgproto3.Query{String: sql}).Encode(nil)
+	return s.exchange(ctx, msg, "TDCZ")
+}
+
+// appendCall appends SELECT fn($1, $2) with text parameters over the extended protocol,
+// so the arguments never appear in SQL text (nor, therefore, in the statement log). Its
+// answer is callAnswer.
+func appendCall(buf []byte, fn string, a string, b *string) []byte {
 	buf, _ = (&pgproto3.Parse{Query: "SELECT " + fn + "($1, $2)", ParameterOIDs: []uint32{25, 25}}).Encode(buf)
 	params := [][]byte{[]byte(a), nil}
 	if b != nil {
@@ -194,10 +199,21 @@ func (s *serverConn) call(ctx context.Context, fn string, a string, b *string) (
 	buf, _ = (&pgproto3.Bind{Parameters: params}).Encode(buf)
 	buf, _ = (&pgproto3.Execute{}).Encode(buf)
 	buf, _ = (&pgproto3.Sync{}).Encode(buf)
-	return s.roundTrip(ctx, buf)
+	return buf
 }
 
-func (s *serverConn) roundTrip(ctx context.Context, msg []byte) (first *string, err error) {
+// callAnswer is the exact answer to appendCall: ParseComplete, BindComplete, one
+// DataRow, CommandComplete, ReadyForQuery.
+const callAnswer = "12DCZ"
+
+// exchange sends msg and reads the answer, which must be exactly want: message types in
+// order, where '*' stands for any number of RowDescription, DataRow, CommandComplete and
+// EmptyQueryResponse. NoticeResponse, ParameterStatus (recorded) and
+// NotificationResponse may come anywhere. Every ReadyForQuery must report 'I'. A
+// server error ends the exchange as a serverError; any other departure as an error
+// naming it. Either way the caller must destroy the connection. first is the first
+// column of the first DataRow.
+func (s *serverConn) exchange(ctx context.Context, msg []byte, want string) (first *string, err error) {
 	if dl, ok := ctx.Deadline(); ok {
 		_ = s.conn.SetDeadline(dl)
 		defer s.conn.SetDeadline(time.Time{})
@@ -208,34 +224,50 @@ func (s *serverConn) roundTrip(ctx context.Context, msg []byte) (first *string, 
 	if err := s.w.Flush(); err != nil {
 		return nil, fmt.Errorf("write to server: %w", err)
 	}
-	var srvErr error
-	for {
+	gotRow := false
+	for i := 0; i < len(want); {
 		typ, body, err := s.r.Message()
 		if err != nil {
 			return nil, fmt.Errorf("read from server: %w", err)
 		}
 		switch typ {
-		case 'Z':
-			return first, srvErr
-		case 'E':
-			var e pgproto3.ErrorResponse
-			if err := e.Decode(body); err != nil {
-				return nil, fmt.Errorf("decode server error: %w", err)
-			}
-			if srvErr == nil {
-				srvErr = serverError{&e}
-			}
-		case 'D':
-			if first == nil {
-				first = firstColumn(body)
-			}
+		case 'N', 'A':
+			continue
 		case 'S':
 			var ps pgproto3.ParameterStatus
 			if ps.Decode(body) == nil {
 				s.setParam(ps.Name, ps.Value)
 			}
+			continue
+		case 'E':
+			var e pgproto3.ErrorResponse
+			if err := e.Decode(body); err != nil {
+				return nil, fmt.Errorf("decode server error: %w", err)
+			}
+			return nil, serverError{&e}
 		}
+		if want[i] == '*' {
+			if strings.IndexByte("TDCI", typ) >= 0 {
+				continue
+			}
+			i++
+		}
+		if i >= len(want) || want[i] != typ {
+			return nil, fmt.Errorf("unexpected server message %q in answer to the proxy's own call", typ)
+		}
+		switch typ {
+		case 'D':
+			if !gotRow {
+				first, gotRow = firstColumn(body), true
+			}
+		case 'Z':
+			if len(body) != 1 || body[0] != 'I' {
+				return nil, errors.New("the proxy's own call left the session inside a transaction")
+			}
+		}
+		i++
 	}
+	return first, nil
 }
 
 // firstColumn extracts column 0 of a DataRow body; nil for SQL NULL or no column.
@@ -266,7 +298,13 @@ func (s *serverConn) cancel(cfg *Config) error {
 	if err != nil {
 		return err
 	}
-	_, err = c.Write(msg)
+	if _, err = c.Write(msg); err != nil {
+		return fmt.Errorf("send cancel to server: %w", err)
+	}
+	// The postmaster closes the connection once it has signalled the backend: until
+	// then the cancel could still land on whatever the backend runs next.
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = io.Copy(io.Discard, c)
 	return err
 }
 
@@ -398,43 +436,6 @@ func (p *pool) checkAlive(s *serverConn) bool {
 	return false
 }
 
-// tryResult is what tryAcquire did.
-type tryResult int
-
-const (
-	tryGot     tryResult = iota // a connection was taken
-	tryWaiting                  // w was queued: the connection (or nil) comes to w.hand
-	tryDial                     // the pool may open a connection: that needs a goroutine
-)
-
-// tryAcquire is acquire for the event loop, which must never wait: it takes an idle
-// connection, or queues w (whose deadline is kept from an earlier try of the same
-// checkout, or set now), or says a connection may be opened.
-func (p *pool) tryAcquire(timeout time.Duration, want string, w *waiter) (*serverConn, tryResult) {
-	for {
-		p.mu.Lock()
-		if s := p.takeIdleLocked(want); s != nil {
-			p.mu.Unlock()
-			if !p.checkAlive(s) {
-				continue
-			}
-			return s, tryGot
-		}
-		if !p.paused && len(p.all)+p.opening < p.size {
-			p.mu.Unlock()
-			return nil, tryDial
-		}
-		if w.deadline.IsZero() {
-			w.deadline = p.clock.now().Add(timeout)
-		}
-		w.expired = false
-		p.waiters = append(p.waiters, w)
-		p.armExpiry(w.deadline)
-		p.mu.Unlock()
-		return nil, tryWaiting
-	}
-}
-
 // cancelWait takes w out of the queue; false if it was already handed something.
 func (p *pool) cancelWait(w *waiter) bool {
 	p.mu.Lock()
@@ -453,18 +454,10 @@ type waiter struct {
 	ch       chan *serverConn // buffered (1): a connection, or nil (retry; expired: give up)
 	deadline time.Time
 	expired  bool // set under p.mu before nil is sent
-	// loop, for a client waiting in the event loop: what it is handed goes to the
-	// loop's inbox instead of ch.
-	loop *eventLoop
-	c    *client
 }
 
 // hand gives w a connection, or nil (retry; w.expired: give up). p.mu is held.
 func (w *waiter) hand(s *serverConn) {
-	if w.loop != nil {
-		w.loop.post(loopMsg{kind: msgHanded, c: w.c, s: s, expired: w.expired})
-		return
-	}
 	w.ch <- s
 }
 
@@ -575,4 +568,12 @@ func (p *pool) setPaused(v bool) {
 		}
 	}
 	p.mu.Unlock()
+}
+
+// afterReset forgets what the server_reset_query dropped: the proxy's prepared
+// statements and the settings PostgreSQL does not report (search_path).
+func (s *serverConn) afterReset() {
+	clear(s.prepared)
+	delete(s.params, "search_path")
+	s.pkeyOK = false
 }

@@ -84,7 +84,7 @@ func main() {
 	// Debian's PgBouncer 1.18 has no protocol-level prepared statements in transaction
 	// mode (1.21 does), so the race uses the extended protocol without them.
 	mode := flag.String("mode", "extended", "pgbench -M mode")
-	only := flag.String("targets", "", "comma-separated target names to run (default: postgres,pgbouncer,untagged,1ctx,Nctx,ref; pgb2 adds a second PgBouncer (PgBouncer against itself), ref1 the reference pooler on one loop, loop untagged with the experimental event_loop on, 1p untagged with GOMAXPROCS=1, loop1p both)")
+	only := flag.String("targets", "", "comma-separated target names to run (default: postgres,pgbouncer,untagged,1ctx,Nctx,ref; pgb2 adds a second PgBouncer (PgBouncer against itself), ref1 the reference pooler on one loop, 1p untagged with GOMAXPROCS=1)")
 	scripts := flag.String("scripts", "select-only,tpcb-like", "pgbench built-in scripts")
 	rounds := flag.Int("rounds", 1, "runs per point; the median TPS is reported")
 	byProcess := flag.Bool("by-process", false, "also print the machine's CPU per transaction by process (postgres, poolers, the rest)")
@@ -216,15 +216,13 @@ port = %d
 	defer func() { _ = tagged.Process.Kill(); _ = tagged.Wait() }()
 	ports := []int{pgbPort, plainPort, tagPort}
 	// Variants of untagged sepgadm for a same-run A/B, started only when -targets names
-	// them: the experimental event loop, one P (GOMAXPROCS=1) for Go's scheduler, and both.
+	// them: one P (GOMAXPROCS=1) for Go's scheduler.
 	var variants []target
 	for _, v := range []struct {
 		short, name, cfg string
 		env              []string
 	}{
-		{"loop", "untagged, event loop", "tagging = \"off\"\nevent_loop = \"on\"", nil},
 		{"1p", "untagged, GOMAXPROCS=1", `tagging = "off"`, []string{"GOMAXPROCS=1"}},
-		{"loop1p", "untagged, loop, 1 P", "tagging = \"off\"\nevent_loop = \"on\"", []string{"GOMAXPROCS=1"}},
 	} {
 		if !slices.Contains(o.only, v.short) {
 			continue

@@ -1,0 +1,470 @@
+//go:build !lab
+
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// The attack suite: two tenants that log in as the same database user (one pool, as the
+// README and the examples set it up) and differ only in their context (tenant-a: ctxA,
+// tenant-b: ctxB). In each attack the victim must receive only its own answers, in
+// order, and the attacker nothing of the victim's. The stand-in switch function keeps
+// the label in a session setting, which the victim reads in every statement.
+
+const labelSQL = "SELECT coalesce(current_setting('sepgadm_test.label', true), '')"
+
+// rawClient speaks the protocol by hand, to send what no driver would.
+type rawClient struct {
+	t    *testing.T
+	conn net.Conn
+	fe   *pgproto3.Frontend
+}
+
+func dialRaw(t *testing.T, h *harness, app string) *rawClient {
+	t.Helper()
+	conn, err := net.Dial("tcp", h.tcp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	r := &rawClient{t: t, conn: conn, fe: pgproto3.NewFrontend(conn, conn)}
+	r.send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
+		Parameters: map[string]string{"user": "app", "database": "postgres", "application_name": app}})
+	if got := r.until(1); got[len(got)-1] != "Z:I" {
+		t.Fatalf("login as %s: %v", app, got)
+	}
+	return r
+}
+
+func (r *rawClient) send(msgs ...pgproto3.FrontendMessage) {
+	r.t.Helper()
+	for _, m := range msgs {
+		r.fe.Send(m)
+	}
+	if err := r.fe.Flush(); err != nil {
+		r.t.Fatalf("send: %v", err)
+	}
+}
+
+// until reads messages up to the n-th ReadyForQuery (or the connection's end) and
+// spells each one: its type, with the first column of a DataRow, the tag of a
+// CommandComplete, the SQLSTATE of an error, the status of ReadyForQuery.
+func (r *rawClient) until(n int) []string {
+	r.t.Helper()
+	_ = r.conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	var out []string
+	for n > 0 {
+		m, err := r.fe.Receive()
+		if err != nil {
+			return append(out, "EOF")
+		}
+		switch m := m.(type) {
+		case *pgproto3.DataRow:
+			v := "NULL"
+			if len(m.Values) > 0 && m.Values[0] != nil {
+				v = string(m.Values[0])
+			}
+			out = append(out, "D:"+v)
+		case *pgproto3.CommandComplete:
+			out = append(out, "C:"+string(m.CommandTag))
+		case *pgproto3.ErrorResponse:
+			out = append(out, "E:"+m.Code)
+			if m.Severity == "FATAL" {
+				out = append(out, "FATAL")
+			}
+		case *pgproto3.ReadyForQuery:
+			out = append(out, "Z:"+string(m.TxStatus))
+			n--
+		case *pgproto3.FunctionCallResponse:
+			out = append(out, "V:"+string(m.Result))
+		case *pgproto3.RowDescription:
+			out = append(out, "T")
+		case *pgproto3.ParseComplete:
+			out = append(out, "1")
+		case *pgproto3.BindComplete:
+			out = append(out, "2")
+		case *pgproto3.CopyInResponse:
+			out = append(out, "G")
+			return out
+		case *pgproto3.ParameterStatus, *pgproto3.NoticeResponse, *pgproto3.AuthenticationOk, *pgproto3.BackendKeyData:
+		default:
+			out = append(out, fmt.Sprintf("%T", m))
+		}
+	}
+	return out
+}
+
+// victim runs labelSQL in a loop through pgx until stop, and counts answers that are
+// not its own label or that fail.
+type victim struct {
+	wg       sync.WaitGroup
+	stop     atomic.Bool
+	runs     atomic.Int64
+	wrong    atomic.Int64
+	failures atomic.Int64
+	samples  sync.Map
+}
+
+func startVictim(t *testing.T, h *harness, app, want string) *victim {
+	t.Helper()
+	v := &victim{}
+	conn := h.connect(t, "app", app)
+	v.wg.Add(1)
+	go func() {
+		defer v.wg.Done()
+		ctx := context.Background()
+		for !v.stop.Load() {
+			var got string
+			err := conn.QueryRow(ctx, labelSQL).Scan(&got)
+			v.runs.Add(1)
+			switch {
+			case err != nil:
+				v.failures.Add(1)
+				v.samples.Store(err.Error(), true)
+			case got != want:
+				v.wrong.Add(1)
+				v.samples.Store(got, true)
+			}
+		}
+	}()
+	return v
+}
+
+func (v *victim) check(t *testing.T) {
+	t.Helper()
+	v.stop.Store(true)
+	v.wg.Wait()
+	var samples []string
+	v.samples.Range(func(k, _ any) bool { samples = append(samples, k.(string)); return true })
+	if v.wrong.Load() != 0 || v.failures.Load() != 0 {
+		t.Fatalf("victim: %d of %d answers were not its own, %d failed: %v", v.wrong.Load(), v.runs.Load(), v.failures.Load(), samples)
+	}
+	if v.runs.Load() < 5 {
+		t.Fatalf("victim ran only %d statements: the attack did not race it", v.runs.Load())
+	}
+}
+
+func txnProxy(t *testing.T, extra string) *harness {
+	return startProxy(t, "pool_mode = \"transaction\"\nquery_wait_timeout = \"20s\"\n"+extra+"\n[users.app]\npool_size = 1")
+}
+
+// A FunctionCall is answered up to its ReadyForQuery: the connection does not pass to
+// the waiting victim while the attacker's answer is in flight (it once did, and the
+// victim's switch check read the attacker's row).
+func TestAttackFunctionCallDesync(t *testing.T) {
+	h := txnProxy(t, "")
+	a := dialRaw(t, h, "tenant-a")
+	a.send(&pgproto3.Query{String: "SELECT 'pg_catalog.pg_backend_pid'::regproc::oid"})
+	oidRow := a.until(1)
+	var oid uint32
+	fmt.Sscanf(strings.TrimPrefix(oidRow[1], "D:"), "%d", &oid)
+	v := startVictim(t, h, "tenant-b", ctxB)
+	for range 200 {
+		a.send(&pgproto3.FunctionCall{Function: oid, ResultFormatCode: 0}, &pgproto3.Query{String: labelSQL})
+		got := a.until(2)
+		if len(got) != 6 || !strings.HasPrefix(got[0], "V:") || got[1] != "Z:I" || got[2] != "T" || got[3] != "D:"+ctxA || got[5] != "Z:I" {
+			t.Fatalf("attacker's own answers: %v", got)
+		}
+	}
+	v.check(t)
+}
+
+// In session mode an unanswered FunctionCall before Terminate does not fool the reset:
+// the connection is destroyed or reset, and the next client of another label sees
+// nothing of it.
+func TestAttackFunctionCallBeforeTerminate(t *testing.T) {
+	h := startProxy(t, "[users.app]\npool_size = 1")
+	for range 20 {
+		a := dialRaw(t, h, "tenant-a")
+		a.send(&pgproto3.FunctionCall{Function: 2026}, &pgproto3.Terminate{})
+		a.conn.Close()
+		b := h.connect(t, "app", "tenant-b")
+		if got := label(t, b); got != ctxB {
+			t.Fatalf("after A's FunctionCall and Terminate, B runs under %q", got)
+		}
+		b.Close(context.Background())
+	}
+}
+
+// Statement names: a client cannot see, replace or run another label's prepared
+// statements, whatever it writes (comments, case, DEALLOCATE ALL, the proxy's own
+// namespace).
+func TestAttackPreparedStatementHijack(t *testing.T) {
+	h := txnProxy(t, "")
+	ctx := context.Background()
+	b := h.connect(t, "app", "tenant-b")
+	var got string
+	if err := b.QueryRow(ctx, labelSQL).Scan(&got); err != nil || got != ctxB {
+		t.Fatalf("victim: %q %v", got, err)
+	}
+	a := h.connect(t, "app", "tenant-a")
+	rows, err := a.Query(ctx, "SELECT name, statement FROM pg_prepared_statements")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	for rows.Next() {
+		var name, stmt string
+		if err := rows.Scan(&name, &stmt); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(stmt, "sepgadm_test.label") && !strings.Contains(stmt, "pg_prepared_statements") {
+			seen = append(seen, name)
+		}
+	}
+	if rows.Err() != nil {
+		t.Fatal(rows.Err())
+	}
+	if len(seen) != 0 {
+		t.Fatalf("tenant A sees tenant B's prepared statements: %v", seen)
+	}
+	for _, sql := range []string{
+		"/**/PREPARE x AS SELECT 'hijacked'",
+		"prepare\tx AS SELECT 'hijacked'",
+		"-- a comment\nPrEpArE x AS SELECT 'hijacked'",
+		"SELECT 1; PREPARE x AS SELECT 'hijacked'",
+		"DEALLOCATE ALL",
+		"/* nested /* comment */ */ deallocate all",
+	} {
+		if _, err := a.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol); sqlState(err) != "0A000" {
+			t.Errorf("%q: %v, want 0A000", sql, err)
+		}
+	}
+	// A statement name in the proxy's own namespace ends the session.
+	if _, err := a.Prepare(ctx, "sepgadm_0123", "SELECT 'hijacked'"); err == nil {
+		t.Errorf("a client prepared a statement in the proxy's namespace")
+	}
+	if err := b.QueryRow(ctx, labelSQL).Scan(&got); err != nil || got != ctxB {
+		t.Fatalf("victim after the attack: %q %v", got, err)
+	}
+}
+
+// Session state a tenant leaves behind (settings by set_config, custom settings, temp
+// tables, session advisory locks taken in dynamic SQL) never reaches a client of
+// another label: the connection is reset before it changes label.
+func TestAttackSessionStateCrossesNoLabel(t *testing.T) {
+	h := txnProxy(t, "")
+	ctx := context.Background()
+	a := h.connect(t, "app", "tenant-a")
+	for _, sql := range []string{
+		"SELECT set_config('search_path', 'evil, public', false)",
+		"SELECT set_config('myapp.tenant_id', 'A', false)",
+		"CREATE TEMP TABLE a_secret AS SELECT 'A''s secret' AS v",
+		"DO $$ BEGIN PERFORM pg_advisory_lock(4242); END $$",
+	} {
+		if _, err := a.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	b := h.connect(t, "app", "tenant-b")
+	var path, tenant string
+	var temp *string
+	var locked bool
+	if err := b.QueryRow(ctx, `SELECT current_setting('search_path'), coalesce(current_setting('myapp.tenant_id', true), ''),
+		to_regclass('pg_temp.a_secret')::text, pg_try_advisory_xact_lock(4242)`).Scan(&path, &tenant, &temp, &locked); err != nil {
+		t.Fatal(err)
+	}
+	if path != `"$user", public` || tenant != "" || temp != nil || !locked {
+		t.Fatalf("tenant B inherits A's session: search_path %q, myapp.tenant_id %q, temp table %v, advisory lock free %v", path, tenant, derefStr(temp), locked)
+	}
+	if got := label(t, b); got != ctxB {
+		t.Fatalf("B runs under %q", got)
+	}
+}
+
+func derefStr(s *string) string {
+	if s == nil {
+		return "<nil>"
+	}
+	return *s
+}
+
+// A pipeline left without Sync, a Flush-only pipeline, a COPY abandoned midway: the
+// connection never passes on in those states.
+func TestAttackUnfinishedRequests(t *testing.T) {
+	h := txnProxy(t, "")
+	for _, tc := range []struct {
+		name string
+		msgs []pgproto3.FrontendMessage
+	}{
+		{"no Sync, then gone", []pgproto3.FrontendMessage{
+			&pgproto3.Parse{Query: labelSQL}, &pgproto3.Bind{}, &pgproto3.Execute{}}},
+		{"Flush only, then gone", []pgproto3.FrontendMessage{
+			&pgproto3.Parse{Query: labelSQL}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{}}},
+		{"BEGIN, then gone", []pgproto3.FrontendMessage{&pgproto3.Query{String: "BEGIN; CREATE TEMP TABLE x(v int)"}}},
+		{"COPY midway, then gone", []pgproto3.FrontendMessage{
+			&pgproto3.Query{String: "CREATE TEMP TABLE c(v text); COPY c FROM STDIN"}, &pgproto3.CopyData{Data: []byte("half")}}},
+		{"half a message, then gone", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := dialRaw(t, h, "tenant-a")
+			if tc.msgs == nil {
+				_, _ = a.conn.Write([]byte{'Q', 0, 0, 0, 100, 'S', 'E', 'L'})
+			} else {
+				a.send(tc.msgs...)
+			}
+			time.Sleep(100 * time.Millisecond)
+			a.conn.Close()
+			b := h.connect(t, "app", "tenant-b")
+			if got := label(t, b); got != ctxB {
+				t.Fatalf("B runs under %q", got)
+			}
+			var temps int
+			if err := b.QueryRow(context.Background(), "SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema()").Scan(&temps); err != nil || temps != 0 {
+				t.Fatalf("B sees %d temp tables (%v)", temps, err)
+			}
+			b.Close(context.Background())
+		})
+	}
+}
+
+// A Flush-only pipeline is answered, holds the connection until its Sync, and the
+// victim waiting for the connection gets only its own answers.
+func TestAttackFlushPipeline(t *testing.T) {
+	h := txnProxy(t, "")
+	a := dialRaw(t, h, "tenant-a")
+	v := startVictim(t, h, "tenant-b", ctxB)
+	for range 50 {
+		a.send(&pgproto3.Parse{Query: labelSQL}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{})
+		time.Sleep(time.Millisecond)
+		a.send(&pgproto3.Sync{})
+		got := a.until(1)
+		if strings.Join(got, " ") != "1 2 D:"+ctxA+" C:SELECT 1 Z:I" {
+			t.Fatalf("attacker's pipeline: %v", got)
+		}
+	}
+	v.check(t)
+}
+
+// COPY FROM STDIN aborted by CopyFail, and a COPY whose data fails on the server: the
+// attacker gets its errors, the victim its own answers.
+func TestAttackCopyAborts(t *testing.T) {
+	h := txnProxy(t, "")
+	a := dialRaw(t, h, "tenant-a")
+	v := startVictim(t, h, "tenant-b", ctxB)
+	for range 30 {
+		a.send(&pgproto3.Query{String: "CREATE TEMP TABLE IF NOT EXISTS c(v int); COPY c FROM STDIN"})
+		if got := a.until(1); got[len(got)-1] != "G" {
+			t.Fatalf("COPY: %v", got)
+		}
+		a.send(&pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.CopyFail{Message: "abort"})
+		if got := strings.Join(a.until(1), " "); got != "E:57014 Z:I" {
+			t.Fatalf("CopyFail: %v", got)
+		}
+		a.send(&pgproto3.Query{String: "CREATE TEMP TABLE IF NOT EXISTS c(v int); COPY c FROM STDIN"})
+		a.until(1)
+		a.send(&pgproto3.CopyData{Data: []byte("not a number\n")}, &pgproto3.CopyData{Data: []byte("2\n")}, &pgproto3.CopyDone{})
+		if got := strings.Join(a.until(1), " "); got != "E:22P02 Z:I" {
+			t.Fatalf("bad COPY data: %v", got)
+		}
+		a.send(&pgproto3.Query{String: labelSQL})
+		if got := a.until(1); got[1] != "D:"+ctxA {
+			t.Fatalf("attacker's label: %v", got)
+		}
+	}
+	v.check(t)
+}
+
+// Cancel requests racing the connection's release never cancel the victim's statement.
+func TestAttackCancelRacesRelease(t *testing.T) {
+	h := txnProxy(t, "")
+	ctx := context.Background()
+	a := h.connect(t, "app", "tenant-a")
+	v := startVictim(t, h, "tenant-b", ctxB)
+	for i := range 100 {
+		qctx, cancel := context.WithTimeout(ctx, time.Duration(i%7)*time.Millisecond)
+		_, _ = a.Exec(qctx, "SELECT pg_sleep(0.002)")
+		cancel()
+		if a.IsClosed() {
+			a = h.connect(t, "app", "tenant-a")
+		}
+	}
+	v.check(t)
+}
+
+// A message the relay does not know destroys the server connection and ends the client.
+func TestAttackUnknownMessage(t *testing.T) {
+	h := txnProxy(t, "")
+	a := dialRaw(t, h, "tenant-a")
+	a.send(&pgproto3.Query{String: "BEGIN"})
+	a.until(1)
+	_, _ = a.conn.Write([]byte{'p', 0, 0, 0, 5, 'x'})
+	if got := strings.Join(a.until(1), " "); got != "E:08P01 FATAL EOF" {
+		t.Fatalf("after an unknown message: %v", got)
+	}
+	b := h.connect(t, "app", "tenant-b")
+	if got := label(t, b); got != ctxB {
+		t.Fatalf("B runs under %q", got)
+	}
+}
+
+// A client idle inside a transaction is ended after idle_transaction_timeout, and its
+// connection serves the next client.
+func TestIdleTransactionTimeout(t *testing.T) {
+	h := txnProxy(t, `idle_transaction_timeout = "300ms"`)
+	ctx := context.Background()
+	a := h.connect(t, "app", "tenant-a")
+	if _, err := a.Exec(ctx, "BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	b := h.connect(t, "app", "tenant-b")
+	start := time.Now()
+	if got := label(t, b); got != ctxB {
+		t.Fatalf("B runs under %q", got)
+	}
+	if waited := time.Since(start); waited > 10*time.Second {
+		t.Fatalf("B waited %v", waited)
+	}
+	_, err := a.Exec(ctx, "SELECT 1")
+	if err == nil {
+		t.Fatalf("A's idle transaction survived the timeout")
+	}
+}
+
+// Before authentication a client cannot make the proxy hold a large message.
+func TestPreAuthMessageCap(t *testing.T) {
+	dir := t.TempDir()
+	ul := dir + "/userlist.txt"
+	if err := os.WriteFile(ul, []byte("\"bob\" \"bobpw\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := authProxy(t, "auth = \"scram-sha-256\"\n", fmt.Sprintf("[auth]\nuserlist = %q\n", ul))
+	conn, err := net.Dial("tcp", h.tcp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fe := pgproto3.NewFrontend(conn, conn)
+	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: map[string]string{"user": "bob", "database": "postgres"}})
+	_ = fe.Flush()
+	if _, err := fe.Receive(); err != nil {
+		t.Fatal(err)
+	}
+	// A SASLInitialResponse that claims 64 MiB.
+	_, _ = conn.Write([]byte{'p', 0x04, 0, 0, 0})
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		m, err := fe.Receive()
+		if err != nil {
+			break // closed by the proxy
+		}
+		if e, ok := m.(*pgproto3.ErrorResponse); ok && e.Code != "28P01" {
+			t.Fatalf("error %s %s", e.Code, e.Message)
+		}
+	}
+	if !strings.Contains(h.logs.String(), "exceeds the limit") {
+		t.Errorf("the proxy did not refuse the oversized message:\n%s", h.logs.String())
+	}
+}
