@@ -468,3 +468,31 @@ func TestPreAuthMessageCap(t *testing.T) {
 		t.Errorf("the proxy did not refuse the oversized message:\n%s", h.logs.String())
 	}
 }
+
+// Connections count against max_client_conn before they log in: a flood of silent
+// connections cannot exceed it.
+func TestMaxClientConnCountsUnauthenticated(t *testing.T) {
+	h := startProxy(t, "max_client_conn = 5")
+	var silent []net.Conn
+	for range 5 {
+		c, err := net.Dial("tcp", h.tcp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		silent = append(silent, c)
+	}
+	time.Sleep(100 * time.Millisecond)
+	_, err := pgx.Connect(context.Background(), h.dsn("alice", ""))
+	if sqlState(err) != "53300" {
+		t.Fatalf("a sixth connection while five wait to log in: %v, want 53300", err)
+	}
+	for _, c := range silent {
+		c.Close()
+	}
+	time.Sleep(100 * time.Millisecond)
+	conn := h.connect(t, "alice", "")
+	if got := label(t, conn); got != ctxA {
+		t.Fatalf("after the flood: %q", got)
+	}
+}

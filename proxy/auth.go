@@ -3,6 +3,8 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/base64"
@@ -80,7 +82,9 @@ func quotedFields(line string) ([]string, error) {
 }
 
 // parseSecret turns a stored password into a secret: a SCRAM-SHA-256 verifier
-// ("SCRAM-SHA-256$iter:salt$StoredKey:ServerKey") or a plaintext password.
+// ("SCRAM-SHA-256$iter:salt$StoredKey:ServerKey") or a plaintext password, which gets
+// a random salt (so equal passwords get different verifiers and a transcript cannot be
+// attacked with one hash per guess for every user at once).
 func parseSecret(s string) (secret, error) {
 	if !strings.HasPrefix(s, "SCRAM-SHA-256$") {
 		if strings.HasPrefix(s, "md5") && len(s) == 35 {
@@ -90,8 +94,11 @@ func parseSecret(s string) (secret, error) {
 		if err != nil {
 			return secret{}, err
 		}
-		salt := sha256.Sum256([]byte("sepgadm-userlist:" + s))
-		kf := scram.KeyFactors{Salt: string(salt[:16]), Iters: 4096}
+		salt := make([]byte, 16)
+		if _, err := rand.Read(salt); err != nil {
+			return secret{}, err
+		}
+		kf := scram.KeyFactors{Salt: string(salt), Iters: 4096}
 		return secret{plain: s, scram: client.GetStoredCredentials(kf), exists: true}, nil
 	}
 	rest := strings.TrimPrefix(s, "SCRAM-SHA-256$")
@@ -117,33 +124,94 @@ func parseSecret(s string) (secret, error) {
 	}}, nil
 }
 
+// mockSecret is what an unknown user is challenged with: a salt derived from the
+// proxy's own random key and the user name, the same on every try (a fresh salt per
+// try would tell an unknown user from a known one), against keys nobody knows.
+func (p *Proxy) mockSecret(user string) secret {
+	h := hmac.New(sha256.New, p.mockKey)
+	h.Write([]byte(user))
+	sum := h.Sum(nil)
+	return secret{exists: false, scram: scram.StoredCredentials{
+		KeyFactors: scram.KeyFactors{Salt: string(sum[:16]), Iters: 4096},
+		StoredKey:  sum, ServerKey: sum,
+	}}
+}
+
 // lookupSecret finds user's secret in the userlist, then through auth_query.
 func (p *Proxy) lookupSecret(ctx context.Context, user string) (secret, error) {
 	st := p.state()
-	if s, ok := st.userlist[user]; ok {
-		return parseSecret(s)
+	if s, ok := st.secrets[user]; ok {
+		return s, nil
 	}
 	cfg := st.cfg
 	if cfg.Auth.AuthUser == "" {
 		return secret{}, nil
 	}
-	pcfg, err := serverConfig(cfg, "postgres", cfg.Auth.AuthUser, cfg.Auth.AuthPassword)
-	if err != nil {
+	v, err := p.authQuery.lookup(ctx, cfg, user)
+	if err != nil || v == "" {
 		return secret{}, err
 	}
-	conn, err := pgconn.ConnectConfig(ctx, pcfg)
-	if err != nil {
-		return secret{}, fmt.Errorf("auth_query: connect as %s: %w", cfg.Auth.AuthUser, err)
+	return parseSecret(v)
+}
+
+// authQuerier runs auth_query on a few server connections kept open between logins,
+// so that unauthenticated clients cannot make the proxy open one each.
+type authQuerier struct {
+	slots chan struct{}       // at most cap(slots) lookups at once
+	idle  chan *pgconn.PgConn // connections kept open
+}
+
+const authQueryConns = 2
+
+func newAuthQuerier() *authQuerier {
+	return &authQuerier{slots: make(chan struct{}, authQueryConns), idle: make(chan *pgconn.PgConn, authQueryConns)}
+}
+
+// lookup returns the stored password of user ("" when there is none).
+func (a *authQuerier) lookup(ctx context.Context, cfg *Config, user string) (string, error) {
+	select {
+	case a.slots <- struct{}{}:
+	case <-ctx.Done():
+		return "", ctx.Err()
 	}
-	defer conn.Close(ctx)
+	defer func() { <-a.slots }()
+	var conn *pgconn.PgConn
+	select {
+	case conn = <-a.idle:
+	default:
+		pcfg, err := serverConfig(cfg, "postgres", cfg.Auth.AuthUser, cfg.Auth.AuthPassword)
+		if err != nil {
+			return "", err
+		}
+		if conn, err = pgconn.ConnectConfig(ctx, pcfg); err != nil {
+			return "", fmt.Errorf("auth_query: connect as %s: %w", cfg.Auth.AuthUser, err)
+		}
+	}
 	res := conn.ExecParams(ctx, cfg.Auth.AuthQuery, [][]byte{[]byte(user)}, nil, nil, nil).Read()
-	if res.Err != nil {
-		return secret{}, fmt.Errorf("auth_query: %w", res.Err)
+	if res.Err != nil || conn.TxStatus() != 'I' {
+		conn.Close(ctx)
+		if res.Err == nil {
+			res.Err = errors.New("the query left a transaction open")
+		}
+		return "", fmt.Errorf("auth_query: %w", res.Err)
 	}
+	a.idle <- conn // room: at most authQueryConns are out, one per slot
 	if len(res.Rows) == 0 || len(res.Rows[0]) < 2 || res.Rows[0][1] == nil {
-		return secret{}, nil
+		return "", nil
 	}
-	return parseSecret(string(res.Rows[0][1]))
+	return string(res.Rows[0][1]), nil
+}
+
+// close closes the kept connections.
+func (a *authQuerier) close() {
+	for {
+		select {
+		case c := <-a.idle:
+			c.Close(context.Background())
+		default:
+			return
+		}
+	}
 }
 
 // serverPassword is the password the proxy logs in to PostgreSQL with as user: from

@@ -118,7 +118,15 @@ func (p *Proxy) serveClient(conn net.Conn, idx int) {
 	c.rl = &relay{c: c, txn: cfg.PoolMode == "transaction", stmts: map[string]clientStmt{}}
 	c.state.Store("login")
 	defer func() { _ = c.conn.Close() }()
-	_ = conn.SetDeadline(time.Now().Add(cfg.ClientLoginTimeout.Duration))
+	// Every connection counts against max_client_conn from its first byte, logged in or
+	// not. One over the limit is told so once its startup packet has come.
+	full := p.conns.Add(1) > int64(cfg.MaxClientConn)
+	defer p.conns.Add(-1)
+	loginTimeout := cfg.ClientLoginTimeout.Duration
+	if full {
+		loginTimeout = min(loginTimeout, time.Second)
+	}
+	_ = conn.SetDeadline(time.Now().Add(loginTimeout))
 
 	switch a := conn.RemoteAddr().(type) {
 	case *net.TCPAddr:
@@ -147,17 +155,14 @@ func (p *Proxy) serveClient(conn net.Conn, idx int) {
 	c.r = wire.NewReader(bufio.NewReaderSize(rw, 16<<10), maxLoginMessage)
 	c.w = bufio.NewWriterSize(rw, 16<<10)
 
-	p.mu.Lock()
-	full := len(p.clients) >= cfg.MaxClientConn
-	if !full {
-		p.clients[c] = struct{}{}
-	}
-	p.mu.Unlock()
 	if full {
 		p.metrics.logins.WithLabelValues("refused").Inc()
 		c.fatal("53300", "sepgadm: no more connections allowed (max_client_conn)")
 		return
 	}
+	p.mu.Lock()
+	p.clients[c] = struct{}{}
+	p.mu.Unlock()
 	p.metrics.clients.Inc()
 	c.cancelPID, c.cancelSecret = p.newCancelKey(c)
 	defer func() {
@@ -178,6 +183,11 @@ func (p *Proxy) serveClient(conn net.Conn, idx int) {
 	}
 	c.r.SetMax(cfg.MaxMessageSize)
 	if c.db == adminDatabase {
+		if !lcfg.AdminAllowed() {
+			p.metrics.logins.WithLabelValues("refused").Inc()
+			c.fatal("28000", "sepgadm: the admin console is not served on this listener")
+			return
+		}
 		if !slices.Contains(cfg.AdminUsers, c.user) {
 			p.metrics.logins.WithLabelValues("refused").Inc()
 			c.fatal("28000", fmt.Sprintf("sepgadm: user %q is not an admin user", c.user))
@@ -333,9 +343,7 @@ func (p *Proxy) scramAuth(ctx context.Context, c *client) error {
 	if !sec.exists {
 		// Run the exchange against a credential nobody knows, so an unknown user looks
 		// like a wrong password.
-		if sec, err = parseSecret(c.id + time.Now().String()); err != nil {
-			return err
-		}
+		sec = p.mockSecret(c.user)
 	}
 	srv, err := scram.SHA256.NewServer(func(string) (scram.StoredCredentials, error) { return sec.scram, nil })
 	if err != nil {

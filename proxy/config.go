@@ -90,6 +90,20 @@ type Listener struct {
 	TLSKey  string `toml:"tls_key"`
 	// TLSCA verifies client certificates (needed by auth = "cert").
 	TLSCA string `toml:"tls_ca"`
+	// Admin serves the admin console (the virtual database "sepgadm") on this
+	// listener. Default: on Unix sockets, off on TCP; never on a TCP trust listener.
+	Admin *bool `toml:"admin"`
+}
+
+// AdminAllowed reports whether the listener serves the admin console.
+func (l Listener) AdminAllowed() bool {
+	if l.Address != "" && l.Auth == "trust" {
+		return false
+	}
+	if l.Admin != nil {
+		return *l.Admin
+	}
+	return l.UnixSocketDir != ""
 }
 
 // Server is the PostgreSQL server behind the proxy.
@@ -125,6 +139,9 @@ type Rule struct {
 	TLSSubject      string `toml:"tls_subject"`
 	ApplicationName string `toml:"application_name"`
 	Context         string `toml:"context"`
+	// ClientChosen must be set on a rule that matches only what a client chooses freely
+	// (database, application_name): any client could then claim the context.
+	ClientChosen bool `toml:"client_chosen"`
 
 	network *net.IPNet
 	line    int
@@ -325,6 +342,9 @@ func (c *Config) validate(src []byte) error {
 		if l.Auth == "cert" && (l.TLSCert == "" || l.TLSCA == "") {
 			return lbad("auth", "cert needs tls_cert, tls_key and tls_ca")
 		}
+		if l.Admin != nil && *l.Admin && l.Address != "" && l.Auth == "trust" {
+			return lbad("admin", "the admin console is never served on a TCP listener with auth = \"trust\": anyone who can reach it could stop the proxy")
+		}
 		if l.Auth == "scram-sha-256" && c.Auth.Userlist == "" && c.Auth.AuthUser == "" {
 			return lbad("auth", "scram-sha-256 needs [auth] userlist or auth_user")
 		}
@@ -344,6 +364,9 @@ func (c *Config) validate(src []byte) error {
 			if _, err := path.Match(p, ""); err != nil {
 				return rbad(k, "bad pattern %q: %v", p, err)
 			}
+		}
+		if (r.Database != "" || r.ApplicationName != "") && r.User == "" && r.CIDR == "" && r.TLSSubject == "" && !r.ClientChosen {
+			return rbad("context", "the rule matches only fields the client chooses itself (database, application_name): any client could claim %s; add user, cidr or tls_subject, or set client_chosen = true if that is intended", r.Context)
 		}
 		if r.CIDR != "" {
 			_, n, err := net.ParseCIDR(r.CIDR)

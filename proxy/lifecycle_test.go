@@ -135,7 +135,7 @@ func TestAdminPauseResumeAndShutdown(t *testing.T) {
 	ctx := context.Background()
 	admin := func(sql string) {
 		t.Helper()
-		if out, err := runPsql(h.dsn("admin", "")+" dbname=sepgadm", sql); err != nil {
+		if out, err := runPsql(h.adminDSN("admin"), sql); err != nil {
 			t.Fatalf("%s: %v\n%s", sql, err, out)
 		}
 	}

@@ -28,6 +28,7 @@ import (
 type state struct {
 	cfg      *Config
 	userlist map[string]string
+	secrets  map[string]secret // the userlist's entries, salted once per load
 	token    string // the tagging credential; never logged
 	tls      []*tls.Config
 }
@@ -47,6 +48,7 @@ type Proxy struct {
 	listeners []net.Listener
 	draining  bool
 	nextID    atomic.Uint64
+	conns     atomic.Int64 // client connections, logged in or not
 	clientWG  sync.WaitGroup
 	shutdown  chan struct{}
 	shutOnce  sync.Once
@@ -54,8 +56,10 @@ type Proxy struct {
 
 	// clock is the coarse clock the per-transaction path reads (clock.go).
 	clock clock
-	// stmtKey keys the server-side names of clients' prepared statements.
-	stmtKey []byte
+	// stmtKey keys the server-side names of clients' prepared statements; mockKey
+	// the salts unknown users are challenged with.
+	stmtKey, mockKey []byte
+	authQuery        *authQuerier
 }
 
 // New prepares a proxy from a validated configuration: it reads the credential and
@@ -73,9 +77,12 @@ func New(cfg *Config, logger *slog.Logger) (*Proxy, error) {
 		log: logger, sessions: sl,
 		pools: map[poolKey]*pool{}, clients: map[*client]struct{}{}, cancel: map[uint64]*client{},
 		shutdown: make(chan struct{}), ready: make(chan struct{}),
-		stmtKey: make([]byte, 32),
+		stmtKey: make([]byte, 32), mockKey: make([]byte, 32), authQuery: newAuthQuerier(),
 	}
 	if _, err := rand.Read(p.stmtKey); err != nil {
+		return nil, err
+	}
+	if _, err := rand.Read(p.mockKey); err != nil {
 		return nil, err
 	}
 	p.clock.set(time.Now())
@@ -109,6 +116,14 @@ func loadState(cfg *Config) (*state, error) {
 			return nil, err
 		}
 		st.userlist = ul
+		st.secrets = map[string]secret{}
+		for user, v := range ul {
+			sec, err := parseSecret(v)
+			if err != nil {
+				return nil, fmt.Errorf("userlist %s: user %q: %w", cfg.Auth.Userlist, user, err)
+			}
+			st.secrets[user] = sec
+		}
 	}
 	for i, l := range cfg.Listen {
 		var tc *tls.Config
@@ -225,6 +240,7 @@ loop:
 	for _, pl := range p.poolList() {
 		pl.closeIdle()
 	}
+	p.authQuery.close()
 	if metricsSrv != nil {
 		_ = metricsSrv.Close()
 	}

@@ -223,6 +223,11 @@ func (h *harness) dsn(user, app string) string {
 	return d
 }
 
+// adminDSN reaches the admin console on the Unix socket (it is not served on TCP trust).
+func (h *harness) adminDSN(user string) string {
+	return fmt.Sprintf("host=%s port=6432 user=%s dbname=sepgadm", h.dir, user)
+}
+
 func (h *harness) connect(t *testing.T, user, app string) *pgx.Conn {
 	t.Helper()
 	conn, err := pgx.Connect(context.Background(), h.dsn(user, app))
@@ -615,7 +620,7 @@ func TestAdminConsole(t *testing.T) {
 	keep := h.connect(t, "alice", "")
 	_ = keep
 	run := func(sql string) string {
-		out, err := exec.Command("psql", "-X", "-At", "-F", "|", h.dsn("admin", "")+" dbname=sepgadm", "-c", sql).CombinedOutput()
+		out, err := exec.Command("psql", "-X", "-At", "-F", "|", h.adminDSN("admin"), "-c", sql).CombinedOutput()
 		if err != nil {
 			t.Fatalf("psql %q on the admin console: %v\n%s", sql, err, out)
 		}
@@ -637,8 +642,13 @@ func TestAdminConsole(t *testing.T) {
 	if !strings.Contains(out, `tagging|"on"`) || !strings.Contains(out, `pool_mode|"session"`) {
 		t.Errorf("SHOW CONFIG:\n%s", out)
 	}
-	if _, err := pgx.Connect(context.Background(), h.dsn("alice", "")+" dbname=sepgadm"); sqlState(err) != "28000" {
+	if _, err := pgx.Connect(context.Background(), h.adminDSN("alice")); sqlState(err) != "28000" {
 		t.Errorf("non-admin on the console: %v", err)
+	}
+	// Not on the TCP trust listener, even for an admin user.
+	_, err := pgx.Connect(context.Background(), h.dsn("admin", "")+" dbname=sepgadm")
+	if sqlState(err) != "28000" || !strings.Contains(err.Error(), "not served on this listener") {
+		t.Errorf("admin console over TCP trust: %v", err)
 	}
 }
 
@@ -650,6 +660,11 @@ func TestConfigErrorsNameFileLineAndKey(t *testing.T) {
 		{"syntax", "tagging = on\n", "bad.toml:1:"},
 		{"peer on tcp", "credential_file = \"x\"\n[[listen]]\naddress = \"127.0.0.1:1\"\nauth = \"peer\"\n", "bad.toml:2: listen[0].auth: peer works only on a unix_socket_dir listener"},
 		{"no credential", "[[listen]]\naddress = \"127.0.0.1:1\"\nauth = \"trust\"\n", "credential_file: required when tagging is on"},
+		{"client-chosen rule", "credential_file = \"x\"\n[[listen]]\naddress = \"127.0.0.1:1\"\nauth = \"trust\"\n[[context]]\napplication_name = \"tenant-a\"\ncontext = \"u:r:t:s0\"\n",
+			"bad.toml:5: context[0].context: the rule matches only fields the client chooses itself (database, application_name)"},
+		{"admin on tcp trust", "credential_file = \"x\"\n[[listen]]\naddress = \"127.0.0.1:1\"\nauth = \"trust\"\nadmin = true\n", "listen[0].admin: the admin console is never served on a TCP listener"},
+		{"event loop", "credential_file = \"x\"\nevent_loop = \"on\"\n[[listen]]\naddress = \"127.0.0.1:1\"\nauth = \"trust\"\n", "bad.toml:2: event_loop: \"on\": the experimental event loop was removed"},
+		{"empty reset", "credential_file = \"x\"\nserver_reset_query = \" ; \"\n[[listen]]\naddress = \"127.0.0.1:1\"\nauth = \"trust\"\n", "server_reset_query: empty"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := proxy.ParseConfig(strings.NewReader(tt.text), "bad.toml")
