@@ -9,7 +9,14 @@ LAB_PKGS = $(shell grep -rl --exclude-dir=.lab --exclude-dir=build --include='*_
 # chromium checks the audit HTML review; auditd brings ausearch for bench-audit (its daemon is not started).
 HOST_PACKAGES := postgresql-15 postgresql-contrib qemu-system-x86 qemu-utils debootstrap e2fsprogs make gcc chromium auditd pgbouncer
 
-.PHONY: setup all build demo policy test test-fast test-lab lab lab-shell lab-tests test-lab-locked lint clean
+.PHONY: setup all build demo policy test test-fast test-fuzz fuzz test-lab lab lab-shell lab-tests test-lab-locked lint clean
+
+# Fuzz targets (package:Target); test-fuzz runs each for FUZZ_SHORT, fuzz for FUZZTIME.
+FUZZ_TARGETS := proxy:FuzzRelay proxy:FuzzScanSQL proxy/wire:FuzzTracker proxy/wire:FuzzReader \
+	proxy/wire:FuzzReadStartup audit:FuzzAuditReader audit:FuzzPostgresReaders labels:FuzzParseContext \
+	labels:FuzzParseSpec labels:FuzzFnmatch
+FUZZ_SHORT ?= 15s
+FUZZTIME ?= 5m
 
 all: build
 
@@ -21,12 +28,25 @@ setup:
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BUILD)/sepgadm ./cmd/sepgadm
 
-## test: everything — lint, unit and PostgreSQL tier (race detector), then the lab.
-test: lint test-fast test-lab
+## test: everything — lint, unit and PostgreSQL tier (race detector), a bounded fuzz of
+## the relay and of every parser that sees untrusted input, then the lab.
+test: lint test-fast test-fuzz test-lab
 
 ## test-fast: unit and PostgreSQL-tier tests on the host; no lab.
 test-fast:
 	$(GO) test -race -count=1 ./...
+
+## test-fuzz: every fuzz target for FUZZ_SHORT (CI); a failure leaves its input in the
+## package's testdata/fuzz, where it then runs as a seed.
+test-fuzz:
+	@mkdir -p $(BUILD); for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} ($(FUZZ_SHORT))"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZ_SHORT) -parallel 2 ./$${t%%:*} >$(BUILD)/fuzz.log 2>&1 || { cat $(BUILD)/fuzz.log; exit 1; }; \
+	done
+
+## fuzz: every fuzz target for FUZZTIME (default 5m each).
+fuzz:
+	$(MAKE) --no-print-directory test-fuzz FUZZ_SHORT=$(FUZZTIME)
 
 ## lab-tests: compile the lab test binaries (static, for the guest).
 lab-tests:

@@ -45,7 +45,7 @@ const (
 
 var setupOnce sync.Once
 
-func setupServer(t *testing.T, c *pgtest.Cluster) {
+func setupServer(t testing.TB, c *pgtest.Cluster) {
 	t.Helper()
 	var err error
 	setupOnce.Do(func() {
@@ -118,7 +118,7 @@ func (s *syncBuffer) String() string {
 }
 
 // startProxy runs a proxy in process in front of the shared cluster.
-func startProxy(t *testing.T, extra string) *harness {
+func startProxy(t testing.TB, extra string) *harness {
 	t.Helper()
 	c := pg.Get(t)
 	setupServer(t, c)
@@ -175,7 +175,7 @@ context = "system_u:system_r:mismatch_t:s0"
 	return startWith(t, c, dir, text)
 }
 
-func startWith(t *testing.T, c *pgtest.Cluster, dir, text string) *harness {
+func startWith(t testing.TB, c *pgtest.Cluster, dir, text string) *harness {
 	t.Helper()
 	cfg, err := proxy.ParseConfig(strings.NewReader(text), "test.toml")
 	if err != nil {
@@ -184,7 +184,7 @@ func startWith(t *testing.T, c *pgtest.Cluster, dir, text string) *harness {
 	return startWithConfig(t, c, dir, cfg)
 }
 
-func startWithConfig(t *testing.T, c *pgtest.Cluster, dir string, cfg *proxy.Config) *harness {
+func startWithConfig(t testing.TB, c *pgtest.Cluster, dir string, cfg *proxy.Config) *harness {
 	t.Helper()
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
