@@ -20,7 +20,7 @@ SET password_encryption = 'scram-sha-256';
 ALTER ROLE alice PASSWORD 'alice';
 ALTER ROLE bob PASSWORD 'bob';
 SQL
-sepgadm install -d "dbname=demo"
+sepgadm install -d "dbname=demo" --proxy-role alice --proxy-role bob --proxy-role postgres
 mkdir -p /etc/sepgadm /var/log/sepgadm /run/sepgadm
 rm -f /etc/sepgadm/credential
 sepgadm credential rotate -d "dbname=demo" --out /etc/sepgadm/credential

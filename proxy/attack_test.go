@@ -496,3 +496,53 @@ func TestMaxClientConnCountsUnauthenticated(t *testing.T) {
 		t.Fatalf("after the flood: %q", got)
 	}
 }
+
+// The credential never reaches the server log, even with every statement and its
+// duration logged, in session and transaction mode; a role whose sessions could log
+// bind parameters is never sent the credential.
+func TestCredentialNeverLogged(t *testing.T) {
+	c := pg.Get(t)
+	setupServer(t, c)
+	ctx := context.Background()
+	admin, err := c.Connect(ctx, "postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	for _, sql := range []string{
+		"ALTER ROLE alice SET log_statement = 'all'", "ALTER ROLE alice SET log_min_duration_statement = 0",
+		"ALTER ROLE leaky SET log_statement = 'all'", "ALTER ROLE leaky SET log_min_duration_statement = 0",
+	} {
+		if _, err := admin.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		_, _ = admin.Exec(ctx, "ALTER ROLE alice RESET log_statement")
+		_, _ = admin.Exec(ctx, "ALTER ROLE alice RESET log_min_duration_statement")
+	})
+	for _, mode := range []string{"session", "transaction"} {
+		h := startProxy(t, fmt.Sprintf("pool_mode = %q", mode))
+		conn := h.connect(t, "alice", "")
+		if got := label(t, conn); got != ctxA {
+			t.Fatalf("%s mode: label %q", mode, got)
+		}
+		conn.Close(ctx)
+		_, err := pgx.Connect(ctx, h.dsn("leaky", ""))
+		if sqlState(err) != "55000" || !strings.Contains(err.Error(), `role "leaky" has log_parameter_max_length = -1`) ||
+			!strings.Contains(err.Error(), "sepgadm install --proxy-role leaky") {
+			t.Fatalf("%s mode: a role that logs bind parameters: %v", mode, err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // the logger flushes
+	log, err := os.ReadFile(c.LogFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(log), "test_tag") {
+		t.Fatalf("the server log shows no switch call: the test proves nothing")
+	}
+	if strings.Contains(string(log), token) {
+		t.Fatalf("the credential is in the server log")
+	}
+}

@@ -483,7 +483,11 @@ func (p *Proxy) acquireServer(ctx context.Context, c *client) (*serverConn, erro
 		return dialServer(ctx, st.cfg, c.db, c.user, st.serverPassword(c.user))
 	})
 	if err != nil {
-		return nil, &loginError{code: sqlStateOr(err, "08006"), msg: "sepgadm: could not get a server connection: " + err.Error(), result: "server_error", err: err}
+		code := sqlStateOr(err, "08006")
+		if errors.Is(err, ErrCredentialWouldBeLogged) {
+			code = "55000"
+		}
+		return nil, &loginError{code: code, msg: "sepgadm: could not get a server connection: " + err.Error(), result: "server_error", err: err}
 	}
 	return s, nil
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/sepgadm/sepgadm/lab"
 )
@@ -365,6 +367,9 @@ var viaTxn = fmt.Sprintf("host=%s port=6432 dbname=demo user=postgres", txnSocke
 
 // stressIn / stressOut are the stress helper's input and report.
 type stressIn struct {
+	// Query is the statement each transaction runs (default SELECT sepgsql_getcon());
+	// Expected its one value.
+	Query    string `json:"query,omitempty"`
 	DSN      string `json:"dsn"`
 	Clients  int    `json:"clients"`
 	Rounds   int    `json:"rounds"`
@@ -419,9 +424,13 @@ func stressHelper(ctx context.Context, in io.Reader, out io.Writer) error {
 					continue
 				}
 				ok := true
+				query := req.Query
+				if query == "" {
+					query = "SELECT sepgsql_getcon()"
+				}
 				for range 1 + rng.Intn(3) {
 					var got string
-					if err := tx.QueryRow(ctx, "SELECT sepgsql_getcon()").Scan(&got); err != nil {
+					if err := tx.QueryRow(ctx, query).Scan(&got); err != nil {
 						ok = false
 						break
 					}
@@ -557,5 +566,192 @@ func TestLabVerifyLabelCatchesDrift(t *testing.T) {
 	b, _ := os.ReadFile(filepath.Join(os.Getenv("OUT"), "proxy-txn.log"))
 	if !strings.Contains(string(b), "label drift") {
 		t.Errorf("the proxy did not log the drift it corrected")
+	}
+}
+
+func init() { labHelpers["attacker"] = attackerHelper }
+
+// attackIn / attackOut are the attacker helper's input and report.
+type attackIn struct {
+	Socket   string `json:"socket"`
+	Rounds   int    `json:"rounds"`
+	Expected string `json:"expected"`
+}
+
+type attackOut struct {
+	Rounds  int      `json:"rounds"`
+	Answers int      `json:"answers"` // own-label answers checked
+	Refused int      `json:"refused"` // hijack attempts refused with 0A000
+	Foreign []string `json:"foreign,omitempty"`
+	Errors  []string `json:"errors,omitempty"`
+}
+
+// attackerHelper runs in a hostile tenant's domain against the transaction-mode proxy:
+// each round a FunctionCall pipelined with a query, session state left behind
+// (set_config, a temp table, a session advisory lock in dynamic SQL), attempts to take
+// over prepared statements, a Flush-only pipeline and an abandoned COPY. It checks that
+// every answer it gets is its own.
+func attackerHelper(ctx context.Context, in io.Reader, out io.Writer) error {
+	var req attackIn
+	if err := json.NewDecoder(in).Decode(&req); err != nil {
+		return err
+	}
+	var rep attackOut
+	for range req.Rounds {
+		rep.Rounds++
+		if err := attackRound(req, &rep); err != nil {
+			rep.Errors = append(rep.Errors, err.Error())
+			if len(rep.Errors) > 5 {
+				break
+			}
+		}
+	}
+	return json.NewEncoder(out).Encode(rep)
+}
+
+func attackRound(req attackIn, rep *attackOut) error {
+	conn, err := net.Dial("unix", req.Socket+"/.s.PGSQL.6432")
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(60 * time.Second))
+	fe := pgproto3.NewFrontend(conn, conn)
+	send := func(msgs ...pgproto3.FrontendMessage) error {
+		for _, m := range msgs {
+			fe.Send(m)
+		}
+		return fe.Flush()
+	}
+	// answer reads up to n ReadyForQuery; rows must be the attacker's own label.
+	answer := func(n int) (codes []string, err error) {
+		for n > 0 {
+			m, err := fe.Receive()
+			if err != nil {
+				return codes, err
+			}
+			switch m := m.(type) {
+			case *pgproto3.DataRow:
+				if len(m.Values) > 0 && strings.HasPrefix(string(m.Values[0]), "system_u:") {
+					if v := string(m.Values[0]); v != req.Expected {
+						rep.Foreign = append(rep.Foreign, v)
+					} else {
+						rep.Answers++
+					}
+				}
+			case *pgproto3.ErrorResponse:
+				codes = append(codes, m.Code)
+			case *pgproto3.CopyInResponse:
+				return codes, nil
+			case *pgproto3.ReadyForQuery:
+				n--
+			}
+		}
+		return codes, nil
+	}
+	if err := send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
+		Parameters: map[string]string{"user": "postgres", "database": "demo"}}); err != nil {
+		return err
+	}
+	if _, err := answer(1); err != nil {
+		return fmt.Errorf("login: %w", err)
+	}
+	// A FunctionCall (pg_backend_pid) pipelined with a query.
+	if err := send(&pgproto3.FunctionCall{Function: 2026}, &pgproto3.Query{String: "SELECT sepgsql_getcon()"}); err != nil {
+		return err
+	}
+	if _, err := answer(2); err != nil {
+		return fmt.Errorf("function call: %w", err)
+	}
+	// State left behind for the next tenant (each may be denied by the policy: fine).
+	for _, sql := range []string{
+		"SELECT set_config('myapp.tenant_id', 'A', false)",
+		"SELECT set_config('search_path', 'evil, public', false)",
+		"CREATE TEMP TABLE IF NOT EXISTS a_secret(v text)",
+		"DO $$ BEGIN PERFORM pg_advisory_lock(4242); END $$",
+	} {
+		if err := send(&pgproto3.Query{String: sql}); err != nil {
+			return err
+		}
+		if _, err := answer(1); err != nil {
+			return err
+		}
+	}
+	// Prepared-statement takeover attempts: each must be refused.
+	for _, sql := range []string{"/**/PREPARE sepgadm_x AS SELECT 'hijacked'", "DEALLOCATE ALL", "/* x */ deallocate prepare y"} {
+		if err := send(&pgproto3.Query{String: sql}); err != nil {
+			return err
+		}
+		codes, err := answer(1)
+		if err != nil {
+			return err
+		}
+		if len(codes) == 1 && codes[0] == "0A000" {
+			rep.Refused++
+		} else {
+			return fmt.Errorf("%q was not refused: %v", sql, codes)
+		}
+	}
+	// A Flush-only pipeline, then its Sync.
+	if err := send(&pgproto3.Parse{Query: "SELECT sepgsql_getcon()"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{}); err != nil {
+		return err
+	}
+	time.Sleep(5 * time.Millisecond)
+	if err := send(&pgproto3.Sync{}); err != nil {
+		return err
+	}
+	if _, err := answer(1); err != nil {
+		return err
+	}
+	// A COPY abandoned midway: the connection goes away with it.
+	if err := send(&pgproto3.Query{String: "COPY (SELECT 1) TO STDOUT; CREATE TEMP TABLE IF NOT EXISTS cp(v int); COPY cp FROM STDIN"}); err != nil {
+		return err
+	}
+	_, _ = answer(1)
+	_ = send(&pgproto3.CopyData{Data: []byte("1\n")})
+	return nil
+}
+
+// Under real sepgsql, tenants of two domains share one database user and one pool: a
+// hostile tenant A runs every attack of the attack suite while tenant B's clients check,
+// in every statement, their label and that none of A's session state reached them.
+// (Advisory locks are checked on the PostgreSQL tier with a pool of one: with several
+// backends a lock A holds on its own is contention, not a leak.)
+func TestLabAttacksDoNotCrossTenants(t *testing.T) {
+	startTxnProxy(t)
+	ctx := context.Background()
+	victimQuery := "SELECT sepgsql_getcon() || '|' || coalesce(current_setting('myapp.tenant_id', true), '') || '|' || " +
+		"coalesce(to_regclass('pg_temp.a_secret')::text, '') || '|' || current_setting('search_path')"
+	var attack attackOut
+	var victim stressOut
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := lab.RunHelper(ctx, asA, "attacker", attackIn{Socket: txnSocket, Rounds: 40, Expected: tenantA}, &attack); err != nil {
+			t.Error(err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		in := stressIn{DSN: viaTxn, Clients: 4, Rounds: 40, Seed: 7, Query: victimQuery,
+			Expected: tenantB + `|||"$user", public`}
+		if err := lab.RunHelper(ctx, asB, "stress", in, &victim); err != nil {
+			t.Error(err)
+		}
+	}()
+	wg.Wait()
+	t.Logf("attacker: %d rounds, %d own answers, %d hijack attempts refused, foreign %v, errors %v",
+		attack.Rounds, attack.Answers, attack.Refused, attack.Foreign, attack.Errors)
+	t.Logf("victim: %d transactions, %d statements, %d mismatches %v, %d errors",
+		victim.Transactions, victim.Statements, victim.Mismatches, victim.Samples, victim.Errors)
+	if len(attack.Foreign) != 0 || victim.Mismatches != 0 {
+		t.Fatalf("answers crossed tenants: attacker saw %v, victim %d mismatches %v", attack.Foreign, victim.Mismatches, victim.Samples)
+	}
+	if len(attack.Errors) != 0 {
+		t.Fatalf("the attacker's own conversation broke: %v", attack.Errors)
+	}
+	if attack.Refused != 3*attack.Rounds || attack.Answers < 2*attack.Rounds || victim.Statements < 100 {
+		t.Fatalf("too little happened to prove anything: %+v %+v", attack, victim)
 	}
 }

@@ -29,7 +29,7 @@ type state struct {
 	cfg      *Config
 	userlist map[string]string
 	secrets  map[string]secret // the userlist's entries, salted once per load
-	token    string // the tagging credential; never logged
+	token    string            // the tagging credential; never logged
 	tls      []*tls.Config
 }
 

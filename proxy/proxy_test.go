@@ -26,6 +26,7 @@ import (
 
 	"github.com/sepgadm/sepgadm/internal/pgtest"
 	"github.com/sepgadm/sepgadm/proxy"
+	"github.com/sepgadm/sepgadm/trusted"
 )
 
 // Host tier: no SELinux here, so the switch is exercised through a test-only stand-in
@@ -58,7 +59,7 @@ func setupServer(t testing.TB, c *pgtest.Cluster) {
 		defer conn.Close(ctx)
 		for _, s := range []string{
 			"CREATE ROLE alice LOGIN", "CREATE ROLE bob LOGIN PASSWORD 'bobpw'", "CREATE ROLE app LOGIN",
-			"CREATE ROLE denied LOGIN", "CREATE ROLE mismatch LOGIN", "CREATE ROLE nocontext LOGIN",
+			"CREATE ROLE denied LOGIN", "CREATE ROLE mismatch LOGIN", "CREATE ROLE nocontext LOGIN", "CREATE ROLE leaky LOGIN",
 			"GRANT ALL ON SCHEMA public TO PUBLIC",
 			"CREATE TABLE canary (v text)", "GRANT ALL ON canary TO PUBLIC",
 			`CREATE FUNCTION public.test_tag(cred text, ctx text) RETURNS text LANGUAGE plpgsql AS $$
@@ -81,6 +82,12 @@ func setupServer(t testing.TB, c *pgtest.Cluster) {
 		} {
 			if _, err = conn.Exec(ctx, s); err != nil {
 				err = fmt.Errorf("%s: %w", s, err)
+				return
+			}
+		}
+		// What sepgadm install --proxy-role does; leaky is left as it was.
+		for _, role := range []string{"alice", "bob", "app", "denied", "mismatch", "nocontext", "postgres"} {
+			if err = trusted.ProtectRole(ctx, conn, role); err != nil {
 				return
 			}
 		}
@@ -171,7 +178,11 @@ context = "system_u:system_r:deny_t:s0"
 [[context]]
 user = "mismatch"
 context = "system_u:system_r:mismatch_t:s0"
-`, filepath.Join(dir, "token"), filepath.Join(dir, "sessions.jsonl"), extra, dir, c.SocketDir, c.Port, ctxA, ctxB, ctxA, ctxB)
+
+[[context]]
+user = "leaky"
+context = %q
+`, filepath.Join(dir, "token"), filepath.Join(dir, "sessions.jsonl"), extra, dir, c.SocketDir, c.Port, ctxA, ctxB, ctxA, ctxB, ctxA)
 	return startWith(t, c, dir, text)
 }
 

@@ -91,6 +91,12 @@ func dialServer(ctx context.Context, cfg *Config, db, user, password string) (*s
 		pc.Close(ctx)
 		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
 	}
+	if cfg.Tagging == "on" {
+		if err := checkNoParamLogging(ctx, pc, user); err != nil {
+			pc.Close(ctx)
+			return nil, err
+		}
+	}
 	h, err := pc.Hijack()
 	if err != nil {
 		pc.Close(ctx)
@@ -112,6 +118,30 @@ func dialServer(ctx context.Context, cfg *Config, db, user, password string) (*s
 		pid: h.PID, secret: h.SecretKey, params: h.ParameterStatuses, prepared: map[string]bool{}, fresh: true,
 		created: now, lastUsed: now, state: "idle",
 	}, nil
+}
+
+// ErrCredentialWouldBeLogged is returned for a server session that could write the
+// switch call's bind parameters, the tagging credential among them, to the server log.
+var ErrCredentialWouldBeLogged = errors.New("the server could log the tagging credential")
+
+// checkNoParamLogging makes sure the server never logs the bind parameters of this
+// session's statements, whatever log_statement, log_min_duration_statement or the
+// sampling settings say: the switch call carries the credential as one. Only a
+// superuser can change these two settings, so a role-level 0 (sepgadm install
+// --proxy-role) holds for every session of the role.
+func checkNoParamLogging(ctx context.Context, pc *pgconn.PgConn, user string) error {
+	res := pc.ExecParams(ctx, "SELECT current_setting('log_parameter_max_length'), current_setting('log_parameter_max_length_on_error')", nil, nil, nil, nil).Read()
+	if res.Err != nil {
+		return fmt.Errorf("read the server's logging settings: %w", res.Err)
+	}
+	if len(res.Rows) != 1 || len(res.Rows[0]) != 2 {
+		return errors.New("read the server's logging settings: unexpected answer")
+	}
+	if a, b := string(res.Rows[0][0]), string(res.Rows[0][1]); a != "0" || b != "0" {
+		return fmt.Errorf("%w: role %q has log_parameter_max_length = %s and log_parameter_max_length_on_error = %s; set both to 0 for the role (sepgadm install --proxy-role %s)",
+			ErrCredentialWouldBeLogged, user, a, b, user)
+	}
+	return nil
 }
 
 // serverConfig is how the proxy reaches PostgreSQL as user on database db: the

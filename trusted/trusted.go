@@ -241,3 +241,18 @@ func SQLState(err error) string {
 	}
 	return ""
 }
+
+// ProtectRole makes the server never log the bind parameters of role's sessions, so
+// that the credential, which the proxy sends as one, never reaches the server log
+// whatever log_statement, log_min_duration_statement or the sampling settings say. Only
+// a superuser can set or override these settings; the proxy refuses to tag on a session
+// where they are not 0. Run it for every role the proxy logs in to PostgreSQL as.
+func ProtectRole(ctx context.Context, conn *pgx.Conn, role string) error {
+	ident := pgx.Identifier{role}.Sanitize()
+	for _, setting := range []string{"log_parameter_max_length", "log_parameter_max_length_on_error"} {
+		if _, err := conn.Exec(ctx, "ALTER ROLE "+ident+" SET "+setting+" = 0"); err != nil {
+			return fmt.Errorf("protect role %s from logging its bind parameters: %w", role, err)
+		}
+	}
+	return nil
+}

@@ -18,13 +18,33 @@ func installCommand() *cli.Command {
 			"enabled, labels sepgadm.tag_switch as the trusted procedure and the credential\n" +
 			"table and its columns as secret. Load the policy module (trusted/policy) first.\n" +
 			"Without sepgsql it installs the SQL only and says so. Set the credential next\n" +
-			"with sepgadm credential rotate.",
-		Flags:  []cli.Flag{dsnFlag(), allDBsFlag()},
+			"with sepgadm credential rotate.\n\n" +
+			"--proxy-role ROLE (repeatable) sets log_parameter_max_length and\n" +
+			"log_parameter_max_length_on_error to 0 for each role the proxy logs in to\n" +
+			"PostgreSQL as: the switch call carries the credential as a bind parameter, and the\n" +
+			"proxy refuses to send it on a session that could log one.\n\n" +
+			"Example:\n  sepgadm install -d \"dbname=app\" --proxy-role app --proxy-role reporting",
+		Flags: []cli.Flag{dsnFlag(), allDBsFlag(), &cli.StringSliceFlag{
+			Name:  "proxy-role",
+			Usage: "a role the proxy logs in as: never log its bind parameters (repeatable)",
+		}},
 		Before: noArgs,
 		Action: func(c *cli.Context) error {
+			protected := false
 			return forEachDatabase(c.Context, c.String("dsn"), c.Bool("all-dbs"), func(ctx context.Context, db string, conn *pgx.Conn) error {
 				if err := migrateUp(ctx, c, db, conn); err != nil {
 					return err
+				}
+				if !protected { // role settings are cluster-wide: once is enough
+					for _, role := range c.StringSlice("proxy-role") {
+						if err := trusted.ProtectRole(ctx, conn, role); err != nil {
+							return err
+						}
+						if _, err := fmt.Fprintf(c.App.Writer, "role %s: bind parameters are never logged (log_parameter_max_length = 0)\n", role); err != nil {
+							return err
+						}
+					}
+					protected = true
 				}
 				sg, err := trusted.InspectSepgsql(ctx, conn)
 				if err != nil {

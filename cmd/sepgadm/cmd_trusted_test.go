@@ -44,6 +44,34 @@ func TestInstallWithoutSepgsqlInstallsSQLOnly(t *testing.T) {
 	}
 }
 
+// install --proxy-role protects each role's sessions from logging bind parameters.
+func TestInstallProtectsProxyRoles(t *testing.T) {
+	c, dsn := newDB(t, "inst_roles")
+	ctx := context.Background()
+	conn, err := c.Connect(ctx, "inst_roles")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `CREATE ROLE "proxy role" LOGIN`); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, "", "install", "-d", dsn, "--proxy-role", "proxy role")
+	if code != exitOK || !strings.Contains(out, "role proxy role: bind parameters are never logged") {
+		t.Fatalf("install --proxy-role: exit %d, out %q, err %q", code, out, errOut)
+	}
+	var settings []string
+	if err := conn.QueryRow(ctx, `SELECT setconfig FROM pg_db_role_setting WHERE setrole = (SELECT oid FROM pg_roles WHERE rolname = 'proxy role') AND setdatabase = 0`).Scan(&settings); err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff([]string{"log_parameter_max_length=0", "log_parameter_max_length_on_error=0"}, settings); d != "" {
+		t.Errorf("role settings (-want +got):\n%s", d)
+	}
+	if code, _, errOut := runCLI(t, "", "install", "-d", dsn, "--proxy-role", "nobody_here"); code == exitOK || !strings.Contains(errOut, "nobody_here") {
+		t.Errorf("install --proxy-role of a missing role: exit %d, %q", code, errOut)
+	}
+}
+
 func TestMigrateStatusAndUp(t *testing.T) {
 	_, dsn := newDB(t, "mig_cli")
 	code, out, errOut := runCLI(t, "", "migrate", "status", "-d", dsn)

@@ -9,7 +9,7 @@
 set -u
 semodule -i /in/policy/sepgadm.pp
 psql -X -q -d postgres -c "CREATE DATABASE ostest"
-sepgadm install -d "dbname=ostest"
+sepgadm install -d "dbname=ostest" --proxy-role postgres
 mkdir -p /etc/sepgadm /var/log/sepgadm /run/sepgadm
 sepgadm credential rotate -d "dbname=ostest" --out /etc/sepgadm/credential
 cat >/etc/sepgadm/os.toml <<'TOML'
