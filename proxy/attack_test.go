@@ -546,3 +546,23 @@ func TestCredentialNeverLogged(t *testing.T) {
 		t.Fatalf("the credential is in the server log")
 	}
 }
+
+// query_timeout ends a client whose statement the server does not answer in time, and
+// the pool goes on with a fresh connection.
+func TestQueryTimeout(t *testing.T) {
+	for _, mode := range []string{"session", "transaction"} {
+		h := startProxy(t, fmt.Sprintf("pool_mode = %q\nquery_timeout = \"300ms\"\n[users.app]\npool_size = 1", mode))
+		ctx := context.Background()
+		a := h.connect(t, "app", "tenant-a")
+		start := time.Now()
+		_, err := a.Exec(ctx, "SELECT pg_sleep(5)")
+		if sqlState(err) != "57014" || !strings.Contains(err.Error(), "query_timeout") || time.Since(start) > 3*time.Second {
+			t.Fatalf("%s mode: a slow statement: %v after %v", mode, err, time.Since(start))
+		}
+		b := h.connect(t, "app", "tenant-b")
+		var got string
+		if err := b.QueryRow(ctx, "SELECT pg_sleep(0.1)::text || "+strings.TrimPrefix(labelSQL, "SELECT ")).Scan(&got); err != nil || got != ctxB {
+			t.Fatalf("%s mode: the next client: %q %v", mode, got, err)
+		}
+	}
+}

@@ -69,6 +69,10 @@ type Config struct {
 	// client idle outside a transaction longer (0: never). PgBouncer's names.
 	IdleTransactionTimeout Duration `toml:"idle_transaction_timeout"`
 	ClientIdleTimeout      Duration `toml:"client_idle_timeout"`
+	// QueryTimeout ends a client whose request the server has not answered for this
+	// long, and closes the server connection (0: never). Keep it a little above the
+	// server's statement_timeout, for network trouble. PgBouncer's name.
+	QueryTimeout Duration `toml:"query_timeout"`
 	// MaxPreparedStatements caps the named prepared statements one client may hold in
 	// transaction mode.
 	MaxPreparedStatements int      `toml:"max_prepared_statements"`

@@ -50,6 +50,8 @@ type relay struct {
 	// idleKind says which idle timeout the client's read deadline stands for.
 	idleKind    error
 	deadlineSet bool
+	// queryDeadline: s has a read deadline for query_timeout.
+	queryDeadline bool
 
 	// Transaction mode: the client's named statements, the server-side names parsed in
 	// the current batch (forgotten if the batch fails), and whether a batch answered
@@ -241,6 +243,7 @@ func (rl *relay) forward(s *serverConn, typ byte, n int, body []byte) error {
 	if err == nil && !c.r.HasMessage() {
 		err = s.w.Flush()
 		if err == nil {
+			rl.armQueryTimeout(s)
 			rl.dropHolds(rl.unflushed)
 			rl.unflushed = 0
 		}
@@ -261,6 +264,21 @@ func writeFrame(s *serverConn, typ byte, body []byte) error {
 	}
 	_, err := s.w.Write(body)
 	return err
+}
+
+// armQueryTimeout gives the server query_timeout to answer what was just sent; the
+// reader disarms it once nothing is outstanding.
+func (rl *relay) armQueryTimeout(s *serverConn) {
+	qt := rl.c.p.state().cfg.QueryTimeout.Duration
+	if qt == 0 {
+		return
+	}
+	rl.mu.Lock()
+	if rl.s == s && rl.trk.Outstanding() > 0 {
+		_ = s.conn.SetReadDeadline(time.Now().Add(qt))
+		rl.queryDeadline = true
+	}
+	rl.mu.Unlock()
 }
 
 // dropHolds drops n holds on the attached connection; the last one finishes a release
@@ -466,6 +484,10 @@ func (rl *relay) serverLoop(s *serverConn, done chan struct{}) {
 			rl.batchParses = rl.batchParses[:0]
 			out.queries++
 		}
+		if rl.queryDeadline && err == nil && rl.trk.Outstanding() == 0 {
+			_ = s.conn.SetReadDeadline(time.Time{})
+			rl.queryDeadline = false
+		}
 		rl.mu.Unlock()
 		if err != nil {
 			rl.serverFailed(s, err, true)
@@ -529,10 +551,14 @@ func (rl *relay) serverFailed(s *serverConn, err error, violation bool) {
 	rl.failed = true
 	rl.mu.Unlock()
 	c.p.discardServer(s)
-	if violation {
+	switch {
+	case violation:
 		c.p.log.Warn("server answer out of protocol; connection destroyed", "session", c.id, "backend_pid", s.pid, "error", err)
 		c.fatal("08P01", "sepgadm: the server's answer broke the protocol; the connection was closed")
-	} else {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		c.p.log.Warn("query_timeout: the server did not answer in time; connection closed", "session", c.id, "backend_pid", s.pid)
+		c.fatal("57014", "sepgadm: canceling statement due to query_timeout")
+	default:
 		c.p.log.Info("server connection ended", "session", c.id, "backend_pid", s.pid, "error", err)
 		c.fatal("08006", "sepgadm: server connection lost")
 	}
