@@ -50,7 +50,8 @@ test-fuzz:
 CHAOS_STATEMENTS ?= 1000000
 .PHONY: chaos
 chaos:
-	SEPGADM_CHAOS_STATEMENTS=$(CHAOS_STATEMENTS) $(GO) test -count=1 -timeout 2h -run '^TestChaos$$' -v ./proxy/ | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|chaos:'
+	@mkdir -p $(BUILD); SEPGADM_CHAOS_STATEMENTS=$(CHAOS_STATEMENTS) $(GO) test -count=1 -timeout 2h -run '^TestChaos$$' -v ./proxy/ >$(BUILD)/chaos.log 2>&1; rc=$$?; \
+		grep -E '^(--- |ok|FAIL)|chaos:' $(BUILD)/chaos.log; exit $$rc
 
 ## fuzz: every fuzz target for FUZZTIME (default 5m each).
 fuzz:
