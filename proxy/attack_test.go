@@ -566,3 +566,37 @@ func TestQueryTimeout(t *testing.T) {
 		}
 	}
 }
+
+// In session mode a tenant's LISTEN and WITH HOLD cursors end with its session: the
+// next tenant on the same server connection receives no notification for the channel
+// and cannot fetch from the cursor.
+func TestAttackSessionModeLeavesNothing(t *testing.T) {
+	h := startProxy(t, "[users.app]\npool_size = 1")
+	ctx := context.Background()
+	a := h.connect(t, "app", "tenant-a")
+	pidA := backendPID(t, a)
+	for _, sql := range []string{"LISTEN secret_channel", "BEGIN", "DECLARE a_cursor CURSOR WITH HOLD FOR SELECT 'A''s row'", "COMMIT"} {
+		if _, err := a.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	a.Close(ctx)
+	b := dialRaw(t, h, "tenant-b")
+	b.send(&pgproto3.Query{String: "SELECT pg_backend_pid()"})
+	if got := b.until(1); got[1] != fmt.Sprintf("D:%d", pidA) {
+		t.Fatalf("B is not on A's old connection (%v): the test proves nothing", got)
+	}
+	admin, err := h.cluster.Connect(ctx, "postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, "NOTIFY secret_channel, 'for A only'"); err != nil {
+		t.Fatal(err)
+	}
+	b.send(&pgproto3.Query{String: "FETCH a_cursor"}, &pgproto3.Query{String: "SELECT pg_sleep(0.2)"}, &pgproto3.Query{String: labelSQL})
+	got := strings.Join(b.until(3), " ")
+	if got != "E:34000 Z:I T D: C:SELECT 1 Z:I T D:"+ctxB+" C:SELECT 1 Z:I" {
+		t.Fatalf("B after A's LISTEN and WITH HOLD cursor: %s", got)
+	}
+}
