@@ -13,7 +13,7 @@ HOST_PACKAGES := postgresql-15 postgresql-contrib qemu-system-x86 qemu-utils deb
 
 # Fuzz targets (package:Target); test-fuzz runs each for FUZZ_SHORT, fuzz for FUZZTIME.
 FUZZ_TARGETS := proxy:FuzzRelay proxy:FuzzScanSQL proxy/wire:FuzzTracker proxy/wire:FuzzReader \
-	proxy/wire:FuzzReadStartup audit:FuzzAuditReader audit:FuzzPostgresReaders labels:FuzzParseContext \
+	proxy/wire:FuzzReadStartup audit:FuzzAuditReader audit:FuzzPostgresReaders secontext:FuzzParseContext \
 	labels:FuzzParseSpec labels:FuzzFnmatch
 FUZZ_SHORT ?= 15s
 FUZZTIME ?= 5m
@@ -115,7 +115,7 @@ BENCH_SIZE ?= 1073741824
 BENCH_RUNS ?= 3
 .PHONY: bench-audit
 bench-audit: build
-	audit/internal/loggen/bench.sh $(BUILD) $(BENCH_SIZE) $(BENCH_RUNS)
+	bench/audit.sh $(BUILD) $(BENCH_SIZE) $(BENCH_RUNS)
 
 ## bench-labels: in the lab, BENCH_TABLES tables x 4 columns (default 20000): time
 ## `sepgadm labels apply` of a spec that changes every object against the server's
@@ -124,7 +124,7 @@ BENCH_TABLES ?= 20000
 .PHONY: bench-labels
 bench-labels:
 	mkdir -p $(BUILD)
-	sed 's/@TABLES@/$(BENCH_TABLES)/' labels/bench-labels.sh >$(BUILD)/bench-labels.sh
+	sed 's/@TABLES@/$(BENCH_TABLES)/' bench/labels.sh >$(BUILD)/bench-labels.sh
 	lab/run --timeout 2400 --out $(BUILD)/bench-labels $(BUILD)/bench-labels.sh
 
 ## bench-proxy: pgbench through PostgreSQL, PgBouncer and sepgadm (transaction mode;
@@ -137,4 +137,4 @@ BENCH_CLIENTS ?= 1,10,50,100
 BENCH_IDLE ?= 10000
 .PHONY: bench-proxy
 bench-proxy: build
-	$(GO) run ./proxy/internal/benchproxy -sepgadm $(BUILD)/sepgadm -seconds $(BENCH_SECONDS) -clients $(BENCH_CLIENTS) -idle $(BENCH_IDLE) $(BENCH_FLAGS)
+	$(GO) run ./bench/proxy -sepgadm $(BUILD)/sepgadm -seconds $(BENCH_SECONDS) -clients $(BENCH_CLIENTS) -idle $(BENCH_IDLE) $(BENCH_FLAGS)

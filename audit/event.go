@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/sepgadm/sepgadm/secontext"
 )
 
 // Sources of events.
@@ -288,22 +290,7 @@ func joinPerms(p []string) string {
 
 // ContextType returns the type field of an SELinux context (user:role:type[:level]),
 // or the whole string when it has no colon (already a type).
-func ContextType(ctx string) string {
-	i := indexByte(ctx, ':')
-	if i < 0 {
-		return ctx
-	}
-	rest := ctx[i+1:]
-	j := indexByte(rest, ':')
-	if j < 0 {
-		return ctx
-	}
-	rest = rest[j+1:]
-	if k := indexByte(rest, ':'); k >= 0 {
-		return rest[:k]
-	}
-	return rest
-}
+func ContextType(ctx string) string { return secontext.TypeOf(ctx) }
 
 func indexByte(s string, c byte) int {
 	for i := 0; i < len(s); i++ {

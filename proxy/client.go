@@ -115,7 +115,7 @@ func (p *Proxy) serveClient(conn net.Conn, idx int) {
 	cfg := st.cfg
 	lcfg := cfg.Listen[idx]
 	c := &client{p: p, conn: conn, connectedAt: time.Now(), id: strconv.FormatUint(p.nextID.Add(1), 10)}
-	c.rl = &relay{c: c, txn: cfg.PoolMode == "transaction", stmts: map[string]clientStmt{}}
+	c.rl = &relay{c: c, txn: cfg.PoolMode == PoolTransaction, stmts: map[string]clientStmt{}}
 	c.state.Store("login")
 	defer func() { _ = c.conn.Close() }()
 	// Every connection counts against max_client_conn from its first byte, logged in or
@@ -197,7 +197,7 @@ func (p *Proxy) serveClient(conn net.Conn, idx int) {
 		p.serveAdmin(c)
 		return
 	}
-	if cfg.Tagging == "on" {
+	if cfg.Tagging == TaggingOn {
 		var ok bool
 		c.context, c.source, ok = resolveContext(c, cfg)
 		if !ok {
@@ -443,7 +443,7 @@ func (p *Proxy) login(ctx context.Context, c *client) (*serverConn, error) {
 		return nil, err
 	}
 	c.setServer(s)
-	if l, _, _ := s.snapshot(); cfg.Tagging == "on" && l != c.context {
+	if l, _, _ := s.snapshot(); cfg.Tagging == TaggingOn && l != c.context {
 		if err := p.switchTo(ctx, s, c); err != nil {
 			c.setServer(nil)
 			return nil, err
@@ -639,7 +639,7 @@ func (p *Proxy) releaseServer(s *serverConn, clean bool) {
 	s.setState("resetting")
 	ctx, cancel := context.WithTimeout(context.Background(), st.cfg.ServerConnectTimeout.Duration)
 	defer cancel()
-	if st.cfg.Tagging == "on" {
+	if st.cfg.Tagging == TaggingOn {
 		if err := p.tag(ctx, s, "", "reset", true); err != nil {
 			p.log.Warn("server reset failed; closing the connection", "backend_pid", s.pid, "error", err)
 			p.discardServer(s)

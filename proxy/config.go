@@ -14,17 +14,47 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/sepgadm/sepgadm/secontext"
 )
 
-// Config is sepgadm.toml. Zero values take PgBouncer's defaults (see Defaults).
+// PoolMode is how long a server connection serves one client.
+type PoolMode string
+
+// The pool modes.
+const (
+	PoolSession     PoolMode = "session"     // the client's whole session
+	PoolTransaction PoolMode = "transaction" // one transaction; released at ReadyForQuery 'I'
+)
+
+// Tagging says whether the proxy switches server sessions to its clients' contexts.
+type Tagging string
+
+// The tagging settings.
+const (
+	TaggingOn  Tagging = "on"
+	TaggingOff Tagging = "off" // a plain pooler, for servers without sepgsql
+)
+
+// VerifyLabel says when the proxy confirms a reused connection's label.
+type VerifyLabel string
+
+// The verify_label settings.
+const (
+	VerifyOnSwitch VerifyLabel = "on_switch" // trust the label the last switch returned
+	VerifyAlways   VerifyLabel = "always"    // confirm with sepgsql_getcon() before reuse
+)
+
+// Config is sepgadm.toml. Zero values take the defaults setDefaults gives, PgBouncer's
+// where PgBouncer has the setting.
 type Config struct {
 	// PoolMode is "session" (a server connection per client for its whole session) or
 	// "transaction" (a server connection per transaction, released at ReadyForQuery 'I').
-	PoolMode string `toml:"pool_mode"`
+	PoolMode PoolMode `toml:"pool_mode"`
 	// VerifyLabel "on_switch" trusts the label the last switch returned; "always" also
 	// confirms it with sepgsql_getcon() before reusing a connection already labelled for
 	// the client (catches clients that changed their own label).
-	VerifyLabel string `toml:"verify_label"`
+	VerifyLabel VerifyLabel `toml:"verify_label"`
 	// EventLoop is kept only to refuse "on" with a clear message: the experimental
 	// event loop was removed (one relay to secure and to read).
 	EventLoop string `toml:"event_loop"`
@@ -34,7 +64,7 @@ type Config struct {
 	ServerResetQuery string `toml:"server_reset_query"`
 	// Tagging "on" switches each server session to the client's context; "off" makes a
 	// plain pooler for servers without sepgsql.
-	Tagging string `toml:"tagging"`
+	Tagging Tagging `toml:"tagging"`
 	// TagFunction is the switch function, called as SELECT <fn>($1, $2).
 	TagFunction string `toml:"tag_function"`
 	// CredentialFile holds the tagging token (mode 0600).
@@ -249,12 +279,18 @@ func (c *Config) setDefaults() {
 			p.Duration = v
 		}
 	}
-	def(&c.PoolMode, "session")
-	def(&c.VerifyLabel, "on_switch")
+	if c.PoolMode == "" {
+		c.PoolMode = PoolSession
+	}
+	if c.VerifyLabel == "" {
+		c.VerifyLabel = VerifyOnSwitch
+	}
+	if c.Tagging == "" {
+		c.Tagging = TaggingOn
+	}
 	def(&c.EventLoop, "off")
 	def(&c.ServerResetQuery, "DISCARD ALL")
 	defInt(&c.MaxPreparedStatements, 1000)
-	def(&c.Tagging, "on")
 	def(&c.TagFunction, "sepgadm.tag")
 	def(&c.LogLevel, "info")
 	def(&c.Server.Host, "/var/run/postgresql")
@@ -285,10 +321,10 @@ func (c *Config) validate(src []byte) error {
 	bad := func(key, format string, args ...any) error {
 		return &ConfigError{File: c.file, Line: lineOfKey(src, toml.Key(strings.Split(key, "."))), Key: key, Msg: fmt.Sprintf(format, args...)}
 	}
-	if c.PoolMode != "session" && c.PoolMode != "transaction" {
+	if c.PoolMode != PoolSession && c.PoolMode != PoolTransaction {
 		return bad("pool_mode", "%q: want session or transaction", c.PoolMode)
 	}
-	if c.VerifyLabel != "on_switch" && c.VerifyLabel != "always" {
+	if c.VerifyLabel != VerifyOnSwitch && c.VerifyLabel != VerifyAlways {
 		return bad("verify_label", "%q: want on_switch or always", c.VerifyLabel)
 	}
 	if c.EventLoop != "off" {
@@ -297,13 +333,13 @@ func (c *Config) validate(src []byte) error {
 	if len(scanSQL(c.ServerResetQuery)) == 0 {
 		return bad("server_reset_query", "empty: a connection must be reset before it changes label")
 	}
-	if c.Tagging != "on" && c.Tagging != "off" {
+	if c.Tagging != TaggingOn && c.Tagging != TaggingOff {
 		return bad("tagging", "%q: want on or off", c.Tagging)
 	}
 	if !tagFunctionRE.MatchString(c.TagFunction) {
 		return bad("tag_function", "%q is not a (schema-qualified) function name", c.TagFunction)
 	}
-	if c.Tagging == "on" && c.CredentialFile == "" {
+	if c.Tagging == TaggingOn && c.CredentialFile == "" {
 		return bad("credential_file", "required when tagging is on")
 	}
 	if c.DefaultContext != "" {
@@ -422,25 +458,10 @@ func linesOfTable(src []byte, table string) []int {
 	return lines
 }
 
-var (
-	contextPartRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
-	levelRE       = regexp.MustCompile(`^s[0-9]+(:c[0-9]+([.,]c[0-9]+)*)?(-s[0-9]+(:c[0-9]+([.,]c[0-9]+)*)?)?$`)
-)
-
-// CheckContext checks the syntax of an SELinux context user:role:type[:level], where
-// level is an MLS/MCS level or range such as s0, s0:c5,c7 or s0-s0:c0.c1023.
+// CheckContext checks an SELinux context user:role:type[:range] with the parser the
+// label manager uses (package secontext): s0, s0:c5,c7, s0-s0:c0.c1023; a range whose
+// high level does not dominate its low is refused.
 func CheckContext(ctx string) error {
-	parts := strings.SplitN(ctx, ":", 4)
-	if len(parts) < 3 {
-		return fmt.Errorf("context %q: want user:role:type[:level]", ctx)
-	}
-	for i, name := range []string{"user", "role", "type"} {
-		if !contextPartRE.MatchString(parts[i]) {
-			return fmt.Errorf("context %q: bad %s %q", ctx, name, parts[i])
-		}
-	}
-	if len(parts) == 4 && !levelRE.MatchString(parts[3]) {
-		return fmt.Errorf("context %q: bad level %q (want e.g. s0, s0:c5,c7 or s0-s0:c0.c1023)", ctx, parts[3])
-	}
-	return nil
+	_, err := secontext.Parse(ctx)
+	return err
 }

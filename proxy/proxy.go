@@ -103,7 +103,7 @@ func (p *Proxy) state() *state { return p.st.Load() }
 
 func loadState(cfg *Config) (*state, error) {
 	st := &state{cfg: cfg}
-	if cfg.Tagging == "on" {
+	if cfg.Tagging == TaggingOn {
 		tok, err := trusted.ReadTokenFile(cfg.CredentialFile)
 		if err != nil {
 			return nil, fmt.Errorf("credential_file: %w", err)
@@ -170,7 +170,7 @@ func (p *Proxy) Addrs() []net.Addr {
 func (p *Proxy) Run(ctx context.Context) error {
 	st := p.state()
 	cfg := st.cfg
-	if cfg.Tagging == "off" {
+	if cfg.Tagging == TaggingOff {
 		p.log.Warn("tagging is off: sepgadm runs as a plain pooler and every query runs under the proxy's own SELinux label")
 	}
 	for i, l := range cfg.Listen {

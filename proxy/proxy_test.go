@@ -666,7 +666,10 @@ func TestAdminConsole(t *testing.T) {
 func TestConfigErrorsNameFileLineAndKey(t *testing.T) {
 	for _, tt := range []struct{ name, text, want string }{
 		{"unknown key", "tagging = \"on\"\ncredential_file = \"x\"\n[[listen]]\naddress = \"127.0.0.1:1\"\nauth = \"trust\"\nadress = \"y\"\n", "bad.toml:6: listen.adress: unknown key"},
-		{"bad context", "credential_file = \"x\"\n[[listen]]\naddress = \"127.0.0.1:1\"\nauth = \"trust\"\n\n[[context]]\nuser = \"a\"\ncontext = \"system_u:system_r:t_t:s0\"\n\n[[context]]\nuser = \"b\"\ncontext = \"system_u:system_r\"\n", "bad.toml:10: context[1].context: context \"system_u:system_r\": want user:role:type[:level]"},
+		{"bad context", "credential_file = \"x\"\n[[listen]]\naddress = \"127.0.0.1:1\"\nauth = \"trust\"\n\n[[context]]\nuser = \"a\"\ncontext = \"system_u:system_r:t_t:s0\"\n\n[[context]]\nuser = \"b\"\ncontext = \"system_u:system_r\"\n", "bad.toml:10: context[1].context: invalid context \"system_u:system_r\": missing type after \"system_r\""},
+		// The label manager's parser: categories in order, high dominates low.
+		{"reversed categories", "credential_file = \"x\"\n[[listen]]\naddress = \"127.0.0.1:1\"\nauth = \"trust\"\n[[context]]\nuser = \"a\"\ncontext = \"u:r:t:s0:c3.c1\"\n", "bad.toml:5: context[0].context: invalid context"},
+		{"range high below low", "credential_file = \"x\"\n[[listen]]\naddress = \"127.0.0.1:1\"\nauth = \"trust\"\n[[context]]\nuser = \"a\"\ncontext = \"u:r:t:s1-s0\"\n", "bad.toml:5: context[0].context: invalid context"},
 		{"bad level", "credential_file = \"x\"\n[[listen]]\naddress = \"127.0.0.1:1\"\nauth = \"trust\"\n[[context]]\ncontext = \"u:r:t:s0:c5-\"\n", "bad.toml:5: context[0].context"},
 		{"syntax", "tagging = on\n", "bad.toml:1:"},
 		{"peer on tcp", "credential_file = \"x\"\n[[listen]]\naddress = \"127.0.0.1:1\"\nauth = \"peer\"\n", "bad.toml:2: listen[0].auth: peer works only on a unix_socket_dir listener"},

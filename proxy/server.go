@@ -91,7 +91,7 @@ func dialServer(ctx context.Context, cfg *Config, db, user, password string) (*s
 		pc.Close(ctx)
 		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
 	}
-	if cfg.Tagging == "on" {
+	if cfg.Tagging == TaggingOn {
 		if err := checkNoParamLogging(ctx, pc, user); err != nil {
 			pc.Close(ctx)
 			return nil, err

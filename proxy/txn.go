@@ -182,9 +182,9 @@ func (p *Proxy) checkout(ctx context.Context, c *client) (*serverConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Tagging == "on" {
+	if cfg.Tagging == TaggingOn {
 		label, _, _ := s.snapshot()
-		if label == c.context && cfg.VerifyLabel == "always" {
+		if label == c.context && cfg.VerifyLabel == VerifyAlways {
 			got, err := s.queryValue(ctx, "SELECT pg_catalog.sepgsql_getcon()")
 			if err != nil || got == nil || *got != c.context {
 				p.metrics.labelDrift.Inc()

@@ -12,7 +12,7 @@ import (
 	"syscall"
 
 	"github.com/sepgadm/sepgadm/internal/pgtest"
-	"github.com/sepgadm/sepgadm/proxy/internal/refpool"
+	"github.com/sepgadm/sepgadm/bench/refpool"
 )
 
 // serveReference is "benchproxy reference": the reference pooler in a process of its

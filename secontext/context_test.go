@@ -1,4 +1,4 @@
-package labels
+package secontext
 
 import (
 	"errors"
@@ -24,14 +24,14 @@ func TestParseContextNormalises(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			c, err := ParseContext(tt.in)
+			c, err := Parse(tt.in)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if got := c.String(); got != tt.want {
 				t.Errorf("String() = %q, want %q", got, tt.want)
 			}
-			again, err := ParseContext(c.String())
+			again, err := Parse(c.String())
 			if err != nil || again.String() != c.String() {
 				t.Errorf("reparse of %q = %v, %v", c.String(), again, err)
 			}
@@ -67,7 +67,7 @@ func TestParseContextErrorsPointAtTheBadPart(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			_, err := ParseContext(tt.in)
+			_, err := Parse(tt.in)
 			var ce *ContextError
 			if !errors.As(err, &ce) {
 				t.Fatalf("err = %v, want a *ContextError", err)

@@ -1,5 +1,5 @@
 #!/bin/bash
-# labels/bench-labels.sh: run by `make bench-labels` through lab/run, in the enforcing
+# bench/labels.sh: run by `make bench-labels` through lab/run, in the enforcing
 # guest. Builds a database of @TABLES@ tables x 4 columns, then times, with the same spec
 # file (the system's sepgsql_contexts with every level moved to s0:c1, so every object
 # changes): `sepgadm labels apply` against the server's own sepgsql_restorecon.

@@ -11,7 +11,7 @@ command -v ausearch >/dev/null || { echo "bench-audit: ausearch missing (apt-get
 [ -x /usr/bin/time ] || { echo "bench-audit: /usr/bin/time missing (apt-get install time)" >&2; exit 1; }
 gen() { # kind file
 	if [ ! -f "$2" ] || [ "$(cat "$2.size" 2>/dev/null)" != "$size" ]; then
-		go run ./audit/internal/loggen/cmd/loggen -kind "$1" -size "$size" -o "$2" >"$2.counts"
+		go run ./bench/loggen/cmd/loggen -kind "$1" -size "$size" -o "$2" >"$2.counts"
 		echo "$size" >"$2.size"
 	fi
 }

@@ -11,7 +11,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/sepgadm/sepgadm/audit/internal/loggen"
+	"github.com/sepgadm/sepgadm/bench/loggen"
 )
 
 func main() {
