@@ -7,24 +7,12 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/sepgadm/sepgadm/sessionlog"
 )
 
-// SessionRecord is one line of the proxy's session log (JSON lines).
-type SessionRecord struct {
-	Time            time.Time `json:"time"`
-	Event           string    `json:"event"` // connect, tag, disconnect
-	SessionID       string    `json:"session_id"`
-	ClientAddr      string    `json:"client_addr,omitempty"`
-	PeerPID         int       `json:"peer_pid,omitempty"`
-	PeerLabel       string    `json:"peer_label,omitempty"`
-	OSUser          string    `json:"os_user,omitempty"`
-	DBUser          string    `json:"db_user,omitempty"`
-	Database        string    `json:"database,omitempty"`
-	Context         string    `json:"context,omitempty"`
-	ContextSource   string    `json:"context_source,omitempty"`
-	BackendPID      int       `json:"backend_pid,omitempty"`
-	ApplicationName string    `json:"application_name,omitempty"`
-}
+// SessionRecord is one line of the proxy's session log.
+type SessionRecord = sessionlog.Record
 
 // SessionReader reads the proxy's session log in order.
 type SessionReader struct {
@@ -59,18 +47,12 @@ func (s *SessionReader) peek() (*SessionRecord, error) {
 			continue
 		}
 		var rec SessionRecord
-		if err := json.Unmarshal(line, &rec); err != nil || rec.Time.IsZero() || rec.SessionID == "" {
-			reason := "session record without time or session_id"
-			if err != nil {
-				reason = "bad JSON: " + err.Error()
-			}
-			s.stats.bad(s.name, s.lr.n, reason)
+		if err := json.Unmarshal(line, &rec); err != nil {
+			s.stats.bad(s.name, s.lr.n, "bad JSON: "+err.Error())
 			continue
 		}
-		switch rec.Event {
-		case "connect", "tag", "disconnect":
-		default:
-			s.stats.bad(s.name, s.lr.n, fmt.Sprintf("unknown session event %q", rec.Event))
+		if err := rec.Check(); err != nil {
+			s.stats.bad(s.name, s.lr.n, err.Error())
 			continue
 		}
 		s.stats.Events++

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sepgadm/sepgadm/proxy/wire"
+	"github.com/sepgadm/sepgadm/sessionlog"
 )
 
 // client is one client session.
@@ -207,8 +208,8 @@ func (p *Proxy) serveClient(conn net.Conn, idx int) {
 			return
 		}
 	}
-	p.sessions.write(c.record("connect", 0))
-	defer func() { p.sessions.write(c.record("disconnect", 0)) }()
+	p.sessions.write(c.record(sessionlog.Connect, 0))
+	defer func() { p.sessions.write(c.record(sessionlog.Disconnect, 0)) }()
 
 	s, err := p.login(ctx, c)
 	if err != nil {
@@ -503,7 +504,7 @@ func (p *Proxy) switchTo(ctx context.Context, s *serverConn, c *client) error {
 		p.log.Warn("switch failed", "session", c.id, "backend_pid", s.pid, "context", c.context, "error", err)
 		return &loginError{code: sqlStateOr(err, "42501"), msg: "sepgadm: could not switch the session to " + c.context + serverReason(err, "the switch was not confirmed"), result: "tag_failed", err: err}
 	}
-	p.sessions.write(c.record("tag", s.pid))
+	p.sessions.write(c.record(sessionlog.Tag, s.pid))
 	return nil
 }
 
@@ -681,10 +682,10 @@ func (p *Proxy) forbidden(sql string) bool {
 	return strings.Contains(norm, fn) || strings.Contains(norm, base+"(") || strings.Contains(norm, "tag_switch")
 }
 
-func (c *client) record(event string, backendPID uint32) sessionRecord {
-	return sessionRecord{
-		Event: event, SessionID: c.id, ClientAddr: c.addr, PeerPID: c.peerPID, PeerUID: c.peerUID,
+func (c *client) record(event sessionlog.Event, backendPID uint32) sessionlog.Record {
+	return sessionlog.Record{
+		Event: event, SessionID: c.id, ClientAddr: c.addr, PeerPID: int(c.peerPID), PeerUID: c.peerUID,
 		PeerLabel: c.peerLabel, OSUser: c.osUser, DBUser: c.user, Database: c.db,
-		Context: c.context, ContextSource: c.source, BackendPID: backendPID, ApplicationName: c.appName,
+		Context: c.context, ContextSource: c.source, BackendPID: int(backendPID), ApplicationName: c.appName,
 	}
 }

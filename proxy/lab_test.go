@@ -267,6 +267,19 @@ func TestLabSessionLogAttributesDenial(t *testing.T) {
 		t.Fatalf("denial on backend %d attributed to %v", backend, last)
 	}
 	t.Logf("denial %q attributed to session %v (peer pid %v)", line, last["session_id"], last["peer_pid"])
+
+	// The same session log, read by the auditor: the writer's and the reader's record
+	// are one type (package sessionlog), and this is the real proxy's file.
+	args := []string{"audit", "review", "--sessions", testLog, "--scontext", tenantA, "--class", "db_table"}
+	logs, _ := filepath.Glob(filepath.Join(lab.PGData, "log", "*.log"))
+	for _, f := range logs {
+		args = append(args, "--pglog", f)
+	}
+	out, err := exec.Command("/usr/sbin/sepgadm", args...).CombinedOutput()
+	want := fmt.Sprintf("session %v client unix peer pid %v label %s", last["session_id"], last["peer_pid"], tenantA)
+	if err != nil || !strings.Contains(string(out), want) {
+		t.Fatalf("sepgadm audit review: %v; want a line with %q in:\n%s", err, want, out)
+	}
 }
 
 func TestLabDemoWorks(t *testing.T) {

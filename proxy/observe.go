@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"github.com/sepgadm/sepgadm/sessionlog"
+
 	"encoding/json"
 	"fmt"
 	"os"
@@ -88,25 +90,6 @@ func newMetrics(servers func() float64) *metrics {
 	return m
 }
 
-// sessionRecord is one line of the session log (JSON lines). The auditor uses it to
-// attribute a database denial (backend pid + time) to the client behind the pooler.
-type sessionRecord struct {
-	Time            string `json:"time"`
-	Event           string `json:"event"` // connect, tag, disconnect
-	SessionID       string `json:"session_id"`
-	ClientAddr      string `json:"client_addr"`
-	PeerPID         int32  `json:"peer_pid,omitempty"`
-	PeerUID         *int   `json:"peer_uid,omitempty"`
-	PeerLabel       string `json:"peer_label,omitempty"`
-	OSUser          string `json:"os_user,omitempty"`
-	DBUser          string `json:"db_user"`
-	Database        string `json:"database"`
-	Context         string `json:"context,omitempty"`
-	ContextSource   string `json:"context_source,omitempty"`
-	BackendPID      uint32 `json:"backend_pid,omitempty"`
-	ApplicationName string `json:"application_name,omitempty"`
-}
-
 // sessionLog appends records to a file; a nil *sessionLog writes nothing.
 type sessionLog struct {
 	mu sync.Mutex
@@ -124,11 +107,11 @@ func openSessionLog(path string) (*sessionLog, error) {
 	return &sessionLog{f: f}, nil
 }
 
-func (l *sessionLog) write(r sessionRecord) {
+func (l *sessionLog) write(r sessionlog.Record) {
 	if l == nil {
 		return
 	}
-	r.Time = time.Now().UTC().Format(time.RFC3339Nano)
+	r.Time = time.Now().UTC()
 	b, err := json.Marshal(r)
 	if err != nil {
 		return
