@@ -11,10 +11,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/xdg-go/scram"
 )
 
@@ -232,4 +234,75 @@ func certUser(cs *tls.ConnectionState) string {
 		return ""
 	}
 	return cs.PeerCertificates[0].Subject.CommonName
+}
+
+func (p *Proxy) authenticate(ctx context.Context, c *client, l Listener) error {
+	switch l.Auth {
+	case "trust":
+		return nil
+	case "peer":
+		if c.osUser == "" {
+			return errors.New("peer: no peer credentials")
+		}
+		if c.osUser == c.user || slices.Contains(p.state().cfg.PeerMap[c.osUser], c.user) {
+			return nil
+		}
+		return fmt.Errorf("peer: OS user %q may not log in as %q", c.osUser, c.user)
+	case "cert":
+		if cn := certUser(c.tlsState); cn == "" || cn != c.user {
+			return fmt.Errorf("cert: certificate common name %q is not the user", cn)
+		}
+		return nil
+	case "scram-sha-256":
+		return p.scramAuth(ctx, c)
+	}
+	return fmt.Errorf("unknown auth method %q", l.Auth)
+}
+
+func (p *Proxy) scramAuth(ctx context.Context, c *client) error {
+	sec, err := p.lookupSecret(ctx, c.user)
+	if err != nil {
+		return err
+	}
+	if !sec.exists {
+		// Run the exchange against a credential nobody knows, so an unknown user looks
+		// like a wrong password.
+		sec = p.mockSecret(c.user)
+	}
+	srv, err := scram.SHA256.NewServer(func(string) (scram.StoredCredentials, error) { return sec.scram, nil })
+	if err != nil {
+		return err
+	}
+	conv := srv.NewConversation()
+	if err := c.send(&pgproto3.AuthenticationSASL{AuthMechanisms: []string{"SCRAM-SHA-256"}}); err != nil {
+		return err
+	}
+	typ, body, err := c.r.Message()
+	if err != nil {
+		return err
+	}
+	var init pgproto3.SASLInitialResponse
+	if typ != 'p' || init.Decode(body) != nil || init.AuthMechanism != "SCRAM-SHA-256" {
+		return errors.New("scram: expected SASLInitialResponse for SCRAM-SHA-256")
+	}
+	out, err := conv.Step(string(init.Data))
+	if err != nil {
+		return fmt.Errorf("scram: %w", err)
+	}
+	if err := c.send(&pgproto3.AuthenticationSASLContinue{Data: []byte(out)}); err != nil {
+		return err
+	}
+	typ, body, err = c.r.Message()
+	if err != nil {
+		return err
+	}
+	var resp pgproto3.SASLResponse
+	if typ != 'p' || resp.Decode(body) != nil {
+		return errors.New("scram: expected SASLResponse")
+	}
+	out, err = conv.Step(string(resp.Data))
+	if err != nil || !conv.Valid() {
+		return fmt.Errorf("scram: wrong password: %v", err)
+	}
+	return c.send(&pgproto3.AuthenticationSASLFinal{Data: []byte(out)})
 }

@@ -350,74 +350,91 @@ func (c *Config) validate(src []byte) error {
 	if len(c.Listen) == 0 {
 		return &ConfigError{File: c.file, Key: "listen", Msg: "no [[listen]] endpoint"}
 	}
-	for i, l := range c.Listen {
-		key := fmt.Sprintf("listen[%d]", i)
+	lines := linesOfTable(src, "listen")
+	for i := range c.Listen {
 		line := 0
-		if ls := linesOfTable(src, "listen"); i < len(ls) {
-			line = ls[i]
+		if i < len(lines) {
+			line = lines[i]
 		}
-		lbad := func(k, format string, args ...any) error {
-			return &ConfigError{File: c.file, Line: line, Key: key + "." + k, Msg: fmt.Sprintf(format, args...)}
-		}
-		switch {
-		case l.Address == "" && l.UnixSocketDir == "":
-			return lbad("address", "set address (TCP host:port) or unix_socket_dir")
-		case l.Address != "" && l.UnixSocketDir != "":
-			return lbad("address", "set address or unix_socket_dir, not both")
-		}
-		if l.Address != "" {
-			if _, _, err := net.SplitHostPort(l.Address); err != nil {
-				return lbad("address", "%v", err)
-			}
-		}
-		if !slices.Contains([]string{"trust", "scram-sha-256", "peer", "cert"}, l.Auth) {
-			return lbad("auth", "%q: want trust, scram-sha-256, peer or cert", l.Auth)
-		}
-		if l.Auth == "peer" && l.UnixSocketDir == "" {
-			return lbad("auth", "peer works only on a unix_socket_dir listener")
-		}
-		if (l.TLSCert == "") != (l.TLSKey == "") {
-			return lbad("tls_cert", "tls_cert and tls_key go together")
-		}
-		if l.Auth == "cert" && (l.TLSCert == "" || l.TLSCA == "") {
-			return lbad("auth", "cert needs tls_cert, tls_key and tls_ca")
-		}
-		if l.Admin != nil && *l.Admin && l.Address != "" && l.Auth == "trust" {
-			return lbad("admin", "the admin console is never served on a TCP listener with auth = \"trust\": anyone who can reach it could stop the proxy")
-		}
-		if l.Auth == "scram-sha-256" && c.Auth.Userlist == "" && c.Auth.AuthUser == "" {
-			return lbad("auth", "scram-sha-256 needs [auth] userlist or auth_user")
+		if err := c.validateListener(i, line); err != nil {
+			return err
 		}
 	}
 	for i := range c.Context {
-		r := &c.Context[i]
-		rbad := func(k, format string, args ...any) error {
-			return &ConfigError{File: c.file, Line: r.line, Key: fmt.Sprintf("context[%d].%s", i, k), Msg: fmt.Sprintf(format, args...)}
-		}
-		if r.Context == "" {
-			return rbad("context", "missing")
-		}
-		if err := CheckContext(r.Context); err != nil {
-			return rbad("context", "%v", err)
-		}
-		for k, p := range map[string]string{"user": r.User, "database": r.Database, "tls_subject": r.TLSSubject, "application_name": r.ApplicationName} {
-			if _, err := path.Match(p, ""); err != nil {
-				return rbad(k, "bad pattern %q: %v", p, err)
-			}
-		}
-		if (r.Database != "" || r.ApplicationName != "") && r.User == "" && r.CIDR == "" && r.TLSSubject == "" && !r.ClientChosen {
-			return rbad("context", "the rule matches only fields the client chooses itself (database, application_name): any client could claim %s; add user, cidr or tls_subject, or set client_chosen = true if that is intended", r.Context)
-		}
-		if r.CIDR != "" {
-			_, n, err := net.ParseCIDR(r.CIDR)
-			if err != nil {
-				return rbad("cidr", "%v", err)
-			}
-			r.network = n
+		if err := c.validateRule(i); err != nil {
+			return err
 		}
 	}
 	if c.MaxClientConn < 1 || c.DefaultPoolSize < 1 {
 		return bad("max_client_conn", "max_client_conn and default_pool_size must be ≥ 1")
+	}
+	return nil
+}
+
+// validateListener checks [[listen]] number i, defined at line.
+func (c *Config) validateListener(i, line int) error {
+	l, key := c.Listen[i], fmt.Sprintf("listen[%d]", i)
+	lbad := func(k, format string, args ...any) error {
+		return &ConfigError{File: c.file, Line: line, Key: key + "." + k, Msg: fmt.Sprintf(format, args...)}
+	}
+	switch {
+	case l.Address == "" && l.UnixSocketDir == "":
+		return lbad("address", "set address (TCP host:port) or unix_socket_dir")
+	case l.Address != "" && l.UnixSocketDir != "":
+		return lbad("address", "set address or unix_socket_dir, not both")
+	}
+	if l.Address != "" {
+		if _, _, err := net.SplitHostPort(l.Address); err != nil {
+			return lbad("address", "%v", err)
+		}
+	}
+	if !slices.Contains([]string{"trust", "scram-sha-256", "peer", "cert"}, l.Auth) {
+		return lbad("auth", "%q: want trust, scram-sha-256, peer or cert", l.Auth)
+	}
+	if l.Auth == "peer" && l.UnixSocketDir == "" {
+		return lbad("auth", "peer works only on a unix_socket_dir listener")
+	}
+	if (l.TLSCert == "") != (l.TLSKey == "") {
+		return lbad("tls_cert", "tls_cert and tls_key go together")
+	}
+	if l.Auth == "cert" && (l.TLSCert == "" || l.TLSCA == "") {
+		return lbad("auth", "cert needs tls_cert, tls_key and tls_ca")
+	}
+	if l.Admin != nil && *l.Admin && l.Address != "" && l.Auth == "trust" {
+		return lbad("admin", "the admin console is never served on a TCP listener with auth = \"trust\": anyone who can reach it could stop the proxy")
+	}
+	if l.Auth == "scram-sha-256" && c.Auth.Userlist == "" && c.Auth.AuthUser == "" {
+		return lbad("auth", "scram-sha-256 needs [auth] userlist or auth_user")
+	}
+	return nil
+}
+
+// validateRule checks [[context]] rule number i and parses its network.
+func (c *Config) validateRule(i int) error {
+	r := &c.Context[i]
+	rbad := func(k, format string, args ...any) error {
+		return &ConfigError{File: c.file, Line: r.line, Key: fmt.Sprintf("context[%d].%s", i, k), Msg: fmt.Sprintf(format, args...)}
+	}
+	if r.Context == "" {
+		return rbad("context", "missing")
+	}
+	if err := CheckContext(r.Context); err != nil {
+		return rbad("context", "%v", err)
+	}
+	for k, p := range map[string]string{"user": r.User, "database": r.Database, "tls_subject": r.TLSSubject, "application_name": r.ApplicationName} {
+		if _, err := path.Match(p, ""); err != nil {
+			return rbad(k, "bad pattern %q: %v", p, err)
+		}
+	}
+	if (r.Database != "" || r.ApplicationName != "") && r.User == "" && r.CIDR == "" && r.TLSSubject == "" && !r.ClientChosen {
+		return rbad("context", "the rule matches only fields the client chooses itself (database, application_name): any client could claim %s; add user, cidr or tls_subject, or set client_chosen = true if that is intended", r.Context)
+	}
+	if r.CIDR != "" {
+		_, n, err := net.ParseCIDR(r.CIDR)
+		if err != nil {
+			return rbad("cidr", "%v", err)
+		}
+		r.network = n
 	}
 	return nil
 }

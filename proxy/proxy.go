@@ -185,24 +185,10 @@ func (p *Proxy) Run(ctx context.Context) error {
 		p.log.Info("listening", "address", ln.Addr().String(), "auth", l.Auth, "tls", st.tls[i] != nil)
 		go p.accept(ln, i)
 	}
-	var metricsSrv *http.Server
-	if cfg.MetricsListen != "" {
-		ml, err := net.Listen("tcp", cfg.MetricsListen)
-		if err != nil {
-			p.closeListeners()
-			return fmt.Errorf("metrics_listen: %w", err)
-		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(p.metrics.reg, promhttp.HandlerOpts{}))
-		if cfg.DebugPprof {
-			mux.HandleFunc("/debug/pprof/", pprof.Index)
-			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		}
-		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		go func() { _ = metricsSrv.Serve(ml) }()
-		p.log.Info("metrics", "address", ml.Addr().String())
+	metricsSrv, err := p.serveMetrics(cfg)
+	if err != nil {
+		p.closeListeners()
+		return err
 	}
 	close(p.ready)
 
@@ -310,6 +296,30 @@ func (p *Proxy) accept(ln net.Listener, idx int) {
 			p.serveClient(conn, idx)
 		}()
 	}
+}
+
+// serveMetrics serves Prometheus metrics (and pprof, when asked for) on
+// metrics_listen; nil when it is not set.
+func (p *Proxy) serveMetrics(cfg *Config) (*http.Server, error) {
+	if cfg.MetricsListen == "" {
+		return nil, nil
+	}
+	ml, err := net.Listen("tcp", cfg.MetricsListen)
+	if err != nil {
+		return nil, fmt.Errorf("metrics_listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(p.metrics.reg, promhttp.HandlerOpts{}))
+	if cfg.DebugPprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ml) }()
+	p.log.Info("metrics", "address", ml.Addr().String())
+	return srv, nil
 }
 
 // Reload re-reads the configuration file, the credential and the userlist; clients

@@ -310,87 +310,101 @@ func (rl *relay) record(s *serverConn, typ byte, body []byte) ([]byte, error) {
 	if !rl.txn || rl.trk.InCopyIn() {
 		return nil, rl.trk.Frontend(typ)
 	}
-	var out []byte
-	var err error
 	switch typ {
 	case 'P':
-		name, rest, ok := cstring(body)
-		if !ok {
-			return nil, fmt.Errorf("%w: malformed Parse", wire.ErrUnexpected)
-		}
-		if name == "" {
-			return nil, rl.trk.Frontend(typ)
-		}
-		if err := checkClientName(name); err != nil {
-			return nil, err
-		}
-		if _, known := rl.stmts[name]; !known && len(rl.stmts) >= rl.c.p.state().cfg.MaxPreparedStatements {
-			return nil, errTooManyStatements
-		}
-		st := rl.recordParse(name, rest)
-		// Whatever this connection holds under the name goes first, so nothing is
-		// assumed and the client gets its ParseComplete in order.
-		if out, err = rl.inject(out, 'C', appendCString([]byte{'S'}, st.server)); err != nil {
-			return nil, err
-		}
-		if err := rl.trk.Frontend('P'); err != nil {
-			return nil, err
-		}
-		s.prepared[st.server] = true
-		rl.batchParses = append(rl.batchParses, st.server)
-		return wire.AppendMessage(out, 'P', st.body), nil
+		return rl.parse(s, body)
 	case 'B':
-		portal, rest, ok := cstring(body)
-		name, tail, ok2 := cstring(rest)
-		if !ok || !ok2 {
-			return nil, fmt.Errorf("%w: malformed Bind", wire.ErrUnexpected)
-		}
-		srv := ""
-		if out, srv, err = rl.ensure(out, s, name); err != nil {
-			return nil, err
-		}
-		if err := rl.trk.Frontend(typ); err != nil {
-			return nil, err
-		}
-		b := append(appendCString(appendCString(make([]byte, 0, len(body)+32), portal), srv), tail...)
-		return wire.AppendMessage(out, 'B', b), nil
+		return rl.bind(s, body)
 	case 'D', 'C':
-		if len(body) < 2 || body[0] != 'S' {
-			return nil, rl.trk.Frontend(typ)
+		if len(body) >= 2 && body[0] == 'S' {
+			return rl.statementRef(s, typ, body)
 		}
-		name, _, ok := cstring(body[1:])
-		if !ok {
-			return nil, fmt.Errorf("%w: malformed %q", wire.ErrUnexpected, typ)
-		}
-		if typ == 'C' {
-			st, known := rl.stmts[name]
-			if !known {
-				return nil, rl.trk.Frontend(typ) // the server answers CloseComplete
-			}
-			delete(rl.stmts, name)
-			delete(s.prepared, st.server)
-			if err := rl.trk.Frontend(typ); err != nil {
-				return nil, err
-			}
-			return wire.AppendMessage(nil, 'C', appendCString([]byte{'S'}, st.server)), nil
-		}
-		srv := ""
-		if out, srv, err = rl.ensure(out, s, name); err != nil {
-			return nil, err
-		}
-		if err := rl.trk.Frontend(typ); err != nil {
-			return nil, err
-		}
-		return wire.AppendMessage(out, 'D', appendCString([]byte{'S'}, srv)), nil
 	case 'Q':
 		if discards(string(wire.QueryBytes(typ, body))) {
 			// The client may drop every prepared statement or setting: forget them.
-			clear(s.prepared)
-			delete(s.params, "search_path")
-			s.pkeyOK = false
+			s.afterReset()
 		}
 	}
 	return nil, rl.trk.Frontend(typ)
+}
+
+// parse renames a named Parse to its server-side name, closing whatever this
+// connection holds under that name first, so that nothing is assumed and the client
+// gets its ParseComplete in order. rl.mu is held.
+func (rl *relay) parse(s *serverConn, body []byte) ([]byte, error) {
+	name, rest, ok := cstring(body)
+	if !ok {
+		return nil, fmt.Errorf("%w: malformed Parse", wire.ErrUnexpected)
+	}
+	if name == "" {
+		return nil, rl.trk.Frontend('P')
+	}
+	if err := checkClientName(name); err != nil {
+		return nil, err
+	}
+	if _, known := rl.stmts[name]; !known && len(rl.stmts) >= rl.c.p.state().cfg.MaxPreparedStatements {
+		return nil, errTooManyStatements
+	}
+	st := rl.recordParse(name, rest)
+	out, err := rl.inject(nil, 'C', appendCString([]byte{'S'}, st.server))
+	if err != nil {
+		return nil, err
+	}
+	if err := rl.trk.Frontend('P'); err != nil {
+		return nil, err
+	}
+	s.prepared[st.server] = true
+	rl.batchParses = append(rl.batchParses, st.server)
+	return wire.AppendMessage(out, 'P', st.body), nil
+}
+
+// bind renames the statement a Bind names, preparing it here first if needed.
+func (rl *relay) bind(s *serverConn, body []byte) ([]byte, error) {
+	portal, rest, ok := cstring(body)
+	name, tail, ok2 := cstring(rest)
+	if !ok || !ok2 {
+		return nil, fmt.Errorf("%w: malformed Bind", wire.ErrUnexpected)
+	}
+	out, srv, err := rl.ensure(nil, s, name)
+	if err != nil {
+		return nil, err
+	}
+	if err := rl.trk.Frontend('B'); err != nil {
+		return nil, err
+	}
+	b := append(appendCString(appendCString(make([]byte, 0, len(body)+32), portal), srv), tail...)
+	return wire.AppendMessage(out, 'B', b), nil
+}
+
+// statementRef renames the statement a Describe or Close names; Close forgets it.
+func (rl *relay) statementRef(s *serverConn, typ byte, body []byte) ([]byte, error) {
+	name, _, ok := cstring(body[1:])
+	if !ok {
+		return nil, fmt.Errorf("%w: malformed %q", wire.ErrUnexpected, typ)
+	}
+	if err := checkClientName(name); err != nil {
+		return nil, err
+	}
+	if typ == 'C' {
+		st, known := rl.stmts[name]
+		if !known {
+			return nil, rl.trk.Frontend(typ) // the server answers CloseComplete
+		}
+		delete(rl.stmts, name)
+		delete(s.prepared, st.server)
+		if err := rl.trk.Frontend(typ); err != nil {
+			return nil, err
+		}
+		return wire.AppendMessage(nil, 'C', appendCString([]byte{'S'}, st.server)), nil
+	}
+	out, srv, err := rl.ensure(nil, s, name)
+	if err != nil {
+		return nil, err
+	}
+	if err := rl.trk.Frontend(typ); err != nil {
+		return nil, err
+	}
+	return wire.AppendMessage(out, 'D', appendCString([]byte{'S'}, srv)), nil
 }
 
 // ensure returns the server-side name of the client's statement name, preparing it
@@ -441,9 +455,8 @@ func checkClientName(name string) error {
 // mode), fails, or is taken away by the client's goroutine (rl.s no longer s).
 func (rl *relay) serverLoop(s *serverConn, done chan struct{}) {
 	defer close(done)
-	c, p := rl.c, rl.c.p
 	var out tally
-	defer p.metrics.addOut(&out)
+	defer rl.c.p.metrics.addOut(&out)
 	for {
 		typ, n, err := s.r.Header()
 		if err != nil {
@@ -453,84 +466,112 @@ func (rl *relay) serverLoop(s *serverConn, done chan struct{}) {
 		rl.mid.Store(true)
 		out.bytes += int64(n + 5)
 		var body []byte
-		stream := typ == 'D' || typ == 'd'
+		stream := typ == 'D' || typ == 'd' // rows and COPY data go through unbuffered
 		if !stream {
 			if body, err = s.r.Body(n); err != nil {
 				rl.serverFailed(s, err, false)
 				return
 			}
 		}
-		rl.mu.Lock()
-		if rl.s != s {
-			rl.mu.Unlock()
-			return // the client's goroutine took s away
-		}
-		forward, err := rl.trk.Backend(typ, body)
+		forward, mine, err := rl.track(s, typ, body, &out)
 		switch {
+		case !mine:
+			return // the client's goroutine took s away
 		case err != nil:
-		case typ == 'S':
-			var ps pgproto3.ParameterStatus
-			if ps.Decode(body) == nil {
-				s.setParam(ps.Name, ps.Value)
-				c.setDesired(ps.Name, ps.Value)
-			}
-		case typ == 'E' && rl.txn:
-			// A failed batch may have left any of its Parses undone.
+			rl.serverFailed(s, err, true)
+			return
+		}
+		if err := rl.toClient(s, typ, n, body, forward, stream); err != nil {
+			rl.clientFailed(s)
+			return
+		}
+		rl.mid.Store(false)
+		if typ == 'Z' && rl.afterReady(s) {
+			return
+		}
+	}
+}
+
+// track tells the tracker about a server message and keeps what depends on it: the
+// session's reported settings, the prepared statements a failed batch may have left
+// undone, query_timeout. mine is false when s is no longer the client's.
+func (rl *relay) track(s *serverConn, typ byte, body []byte, out *tally) (forward, mine bool, err error) {
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	if rl.s != s {
+		return false, false, nil
+	}
+	if forward, err = rl.trk.Backend(typ, body); err != nil {
+		return false, true, err
+	}
+	switch typ {
+	case 'S':
+		var ps pgproto3.ParameterStatus
+		if ps.Decode(body) == nil {
+			s.setParam(ps.Name, ps.Value)
+			rl.c.setDesired(ps.Name, ps.Value)
+		}
+	case 'E':
+		if rl.txn {
 			for _, name := range rl.batchParses {
 				delete(s.prepared, name)
 			}
 			rl.batchParses = rl.batchParses[:0]
-		case typ == 'Z':
-			rl.batchParses = rl.batchParses[:0]
-			out.queries++
 		}
-		if rl.queryDeadline && err == nil && rl.trk.Outstanding() == 0 {
-			_ = s.conn.SetReadDeadline(time.Time{})
-			rl.queryDeadline = false
-		}
-		rl.mu.Unlock()
-		if err != nil {
-			rl.serverFailed(s, err, true)
-			return
-		}
-		c.wmu.Lock()
-		switch {
-		case !forward && stream:
-			err = s.r.CopyBody(discard{}, typ, n)
-		case !forward:
-		case stream:
-			err = s.r.CopyBody(c.w, typ, n)
-		default:
-			if err = frameHeader(c.w, typ, len(body)); err == nil {
-				_, err = c.w.Write(body)
-			}
-		}
-		if err == nil && (typ == 'Z' || s.r.Buffered() == 0) {
-			err = c.w.Flush()
-		}
-		c.wmu.Unlock()
-		rl.mid.Store(false)
-		if err != nil {
-			rl.clientFailed(s)
-			return
-		}
-		if typ == 'Z' {
-			rl.mu.Lock()
-			rl.setIdleDeadline()
-			if rl.txn && rl.s == s && rl.trk.Idle() {
-				if rl.holds > 0 {
-					rl.parked = true // the last hold releases s
-					rl.mu.Unlock()
-					return
-				}
-				rl.detach()
-				rl.mu.Unlock()
-				p.releaseTxn(s)
-				return
-			}
-			rl.mu.Unlock()
+	case 'Z':
+		rl.batchParses = rl.batchParses[:0]
+		out.queries++
+	}
+	if rl.queryDeadline && rl.trk.Outstanding() == 0 {
+		_ = s.conn.SetReadDeadline(time.Time{})
+		rl.queryDeadline = false
+	}
+	return forward, true, nil
+}
+
+// toClient forwards (or drops) one server message whose header has been read; body is
+// nil for a streamed message.
+func (rl *relay) toClient(s *serverConn, typ byte, n int, body []byte, forward, stream bool) error {
+	c := rl.c
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	var err error
+	switch {
+	case !forward && stream:
+		err = s.r.CopyBody(discard{}, typ, n)
+	case !forward:
+	case stream:
+		err = s.r.CopyBody(c.w, typ, n)
+	default:
+		if err = frameHeader(c.w, typ, len(body)); err == nil {
+			_, err = c.w.Write(body)
 		}
 	}
+	if err == nil && (typ == 'Z' || s.r.Buffered() == 0) {
+		err = c.w.Flush()
+	}
+	return err
+}
+
+// afterReady runs after a ReadyForQuery reached the client: the idle deadlines follow
+// the new state and, in transaction mode, an idle connection goes back to the pool (or
+// to whoever drops the last hold on it). It reports whether the reader is done.
+func (rl *relay) afterReady(s *serverConn) bool {
+	rl.mu.Lock()
+	rl.setIdleDeadline()
+	if !rl.txn || rl.s != s || !rl.trk.Idle() {
+		rl.mu.Unlock()
+		return false
+	}
+	if rl.holds > 0 {
+		rl.parked = true // the last hold releases s
+		rl.mu.Unlock()
+		return true
+	}
+	rl.detach()
+	rl.mu.Unlock()
+	rl.c.p.releaseTxn(s)
+	return true
 }
 
 type discard struct{}

@@ -40,43 +40,15 @@ func scanSQL(sql string) []sqlStatement {
 				i++
 			}
 		case ch == '/' && i+1 < len(sql) && sql[i+1] == '*':
-			depth := 0
-			for i < len(sql) {
-				if strings.HasPrefix(sql[i:], "/*") {
-					depth++
-					i += 2
-				} else if strings.HasPrefix(sql[i:], "*/") {
-					depth--
-					i += 2
-					if depth == 0 {
-						break
-					}
-				} else {
-					i++
-				}
-			}
+			i = skipComment(sql, i)
 		case ch == '\'':
 			i = skipString(sql, i+1, false)
 		case (ch == 'E' || ch == 'e') && i+1 < len(sql) && sql[i+1] == '\'' && !identByte(prev(sql, i)):
 			i = skipString(sql, i+2, true)
 		case ch == '"':
-			j := i + 1
-			var b strings.Builder
-			for j < len(sql) {
-				if sql[j] == '"' {
-					if j+1 < len(sql) && sql[j+1] == '"' {
-						b.WriteByte('"')
-						j += 2
-						continue
-					}
-					j++
-					break
-				}
-				b.WriteByte(sql[j])
-				j++
-			}
-			word(b.String())
-			i = j
+			var w string
+			w, i = quotedIdent(sql, i+1)
+			word(w)
 		case ch == '$' && !identByte(prev(sql, i)):
 			if tag, ok := dollarTag(sql[i:]); ok {
 				end := strings.Index(sql[i+len(tag):], tag)
@@ -101,6 +73,47 @@ func scanSQL(sql string) []sqlStatement {
 	}
 	flush()
 	return out
+}
+
+// skipComment returns the index after the /* comment */ (nested, as PostgreSQL's)
+// that starts at i.
+func skipComment(sql string, i int) int {
+	depth := 0
+	for i < len(sql) {
+		switch {
+		case strings.HasPrefix(sql[i:], "/*"):
+			depth++
+			i += 2
+		case strings.HasPrefix(sql[i:], "*/"):
+			depth--
+			i += 2
+			if depth == 0 {
+				return i
+			}
+		default:
+			i++
+		}
+	}
+	return i
+}
+
+// quotedIdent reads the "identifier" whose body starts at i ("" inside is one quote)
+// and returns it with the index after its closing quote.
+func quotedIdent(sql string, i int) (string, int) {
+	var b strings.Builder
+	for i < len(sql) {
+		if sql[i] == '"' {
+			if i+1 < len(sql) && sql[i+1] == '"' {
+				b.WriteByte('"')
+				i += 2
+				continue
+			}
+			return b.String(), i + 1
+		}
+		b.WriteByte(sql[i])
+		i++
+	}
+	return b.String(), i
 }
 
 func prev(s string, i int) byte {

@@ -144,104 +144,115 @@ func (t *Tracker) Backend(typ byte, body []byte) (forward bool, err error) {
 	if len(t.queue) == 0 {
 		return false, t.fail("server message %q with no request outstanding", typ)
 	}
-	head := &t.queue[0]
 	// Errors always reach the client, even for an injected request: its own request
 	// that depended on it is skipped.
-	forward = !head.drop || typ == 'E'
-	if t.copyOut {
-		switch typ {
-		case 'd':
-			return forward, nil
-		case 'c':
-			t.copyOut = false
-			return forward, nil
-		case 'E':
-			t.copyOut = false
-			return forward, t.errorResponse()
-		}
-		return false, t.fail("server message %q during COPY TO STDOUT", typ)
-	}
-	if t.copyIn {
+	forward = !t.queue[0].drop || typ == 'E'
+	switch {
+	case t.copyOut:
+		err = t.copyOutMessage(typ)
+	case t.copyIn:
 		// The server may end COPY FROM STDIN early with an error; the client's data
 		// that follows is then discarded by the server.
-		if typ == 'E' {
-			t.copyIn = false
-			return forward, t.errorResponse()
+		if typ != 'E' {
+			return false, t.fail("server message %q during COPY FROM STDIN", typ)
 		}
-		return false, t.fail("server message %q during COPY FROM STDIN", typ)
+		t.copyIn = false
+		err = t.errorResponse()
+	case typ == 'E':
+		err = t.errorResponse()
+	default:
+		err = t.answer(typ, body)
 	}
-	if typ == 'E' {
-		return forward, t.errorResponse()
+	if err != nil {
+		return false, err
 	}
+	return forward, nil
+}
+
+// copyOutMessage follows the server's COPY TO STDOUT data.
+func (t *Tracker) copyOutMessage(typ byte) error {
+	switch typ {
+	case 'd':
+		return nil
+	case 'c':
+		t.copyOut = false
+		return nil
+	case 'E':
+		t.copyOut = false
+		return t.errorResponse()
+	}
+	return t.fail("server message %q during COPY TO STDOUT", typ)
+}
+
+// answer checks a server message against the request at the head of the queue.
+func (t *Tracker) answer(typ byte, body []byte) error {
+	head := &t.queue[0]
+	ok := false
 	switch head.kind {
 	case 'Q':
 		switch typ {
 		case 'T', 'D', 'C', 'I':
-			return forward, nil
+			ok = true
 		case 'G':
-			t.copyIn = true
-			head.stage = 0
-			return forward, nil
+			t.copyIn, ok = true, true
 		case 'H':
-			t.copyOut = true
-			return forward, nil
+			t.copyOut, ok = true, true
 		case 'Z':
-			return forward, t.ready(body)
+			return t.ready(body)
 		}
 	case 'F':
-		switch typ {
-		case 'V':
-			if head.stage == 0 {
-				head.stage = 1
-				return forward, nil
-			}
-		case 'Z':
-			return forward, t.ready(body)
+		switch {
+		case typ == 'V' && head.stage == 0:
+			head.stage, ok = 1, true
+		case typ == 'Z':
+			return t.ready(body)
 		}
 	case 'S':
 		if typ == 'Z' {
-			return forward, t.ready(body)
+			return t.ready(body)
 		}
-	case 'P':
-		if typ == '1' {
+	case 'P', 'B', 'C':
+		// ParseComplete, BindComplete, CloseComplete.
+		if typ == completion(head.kind) {
 			t.pop()
-			return forward, nil
-		}
-	case 'B':
-		if typ == '2' {
-			t.pop()
-			return forward, nil
-		}
-	case 'C':
-		if typ == '3' {
-			t.pop()
-			return forward, nil
+			ok = true
 		}
 	case 'D':
 		switch {
 		case typ == 't' && head.stage == 0:
-			head.stage = 1
-			return forward, nil
+			head.stage, ok = 1, true
 		case typ == 'T' || typ == 'n':
 			t.pop()
-			return forward, nil
+			ok = true
 		}
 	case 'E':
 		switch typ {
 		case 'D':
-			return forward, nil
+			ok = true
 		case 'C', 'I', 's':
 			t.pop()
-			return forward, nil
+			ok = true
 		case 'G':
-			t.copyIn = true
-			return forward, nil
+			t.copyIn, ok = true, true
 		case 'H':
-			t.copyOut = true
-			return forward, nil
+			t.copyOut, ok = true, true
 		}
 	}
-	return false, t.fail("server message %q in answer to %q", typ, head.kind)
+	if !ok {
+		return t.fail("server message %q in answer to %q", typ, head.kind)
+	}
+	return nil
+}
+
+// completion is the message that completes a Parse, Bind or Close.
+func completion(kind byte) byte {
+	switch kind {
+	case 'P':
+		return '1'
+	case 'B':
+		return '2'
+	}
+	return '3'
 }
 
 func (t *Tracker) pop() {
