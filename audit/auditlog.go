@@ -251,41 +251,18 @@ var (
 
 // parse parses one audit log line into it.
 func (a *auditParser) parse(line []byte, cut bool, it *auditItem) {
-	bad := func(reason string) { it.kind, it.bad = itemBad, reason }
 	if cut {
-		bad("line longer than 4 MiB, cut")
+		it.kind, it.bad = itemBad, "line longer than 4 MiB, cut"
 		return
 	}
 	if len(line) == 0 {
 		return
 	}
-	rest := line
-	var node []byte
-	if bytes.HasPrefix(rest, bNode) {
-		i := bytes.IndexByte(rest, ' ')
-		if i < 0 {
-			bad("node= without a record")
-			return
-		}
-		node, rest = rest[len(bNode):i], rest[i+1:]
-	}
-	if !bytes.HasPrefix(rest, bType) {
-		bad("no type=")
+	node, typ, body, stamp, reason := splitAuditLine(line)
+	if reason != "" {
+		it.kind, it.bad = itemBad, reason
 		return
 	}
-	i := bytes.Index(rest, bMsgAudit)
-	if i < 0 {
-		bad("no msg=audit(")
-		return
-	}
-	typ := rest[len(bType):i]
-	rest = rest[i+len(bMsgAudit):]
-	sec, msec, serial, n, ok := parseStamp(rest)
-	if !ok {
-		bad("bad msg=audit(SECONDS.MILLIS:SERIAL) stamp")
-		return
-	}
-	body := rest[n:]
 	if !knownTypes[string(typ)] {
 		it.kind = itemOther
 		if auxTypes[string(typ)] {
@@ -301,7 +278,42 @@ func (a *auditParser) parse(line []byte, cut bool, it *auditItem) {
 	if string(node) != a.node {
 		a.node = a.str(node)
 	}
-	it.key = eventKey{node: a.node, sec: sec, msec: msec, serial: serial}
+	stamp.node = a.node
+	it.key = stamp
+	if err := a.record(typ, body, it); err != nil {
+		it.kind, it.bad = itemBad, err.Error()
+	}
+}
+
+// splitAuditLine splits "[node=N ]type=T msg=audit(S.M:N): body"; reason says what is
+// missing when it does not fit.
+func splitAuditLine(line []byte) (node, typ, body []byte, key eventKey, reason string) {
+	rest := line
+	if bytes.HasPrefix(rest, bNode) {
+		i := bytes.IndexByte(rest, ' ')
+		if i < 0 {
+			return nil, nil, nil, key, "node= without a record"
+		}
+		node, rest = rest[len(bNode):i], rest[i+1:]
+	}
+	if !bytes.HasPrefix(rest, bType) {
+		return nil, nil, nil, key, "no type="
+	}
+	i := bytes.Index(rest, bMsgAudit)
+	if i < 0 {
+		return nil, nil, nil, key, "no msg=audit("
+	}
+	typ = rest[len(bType):i]
+	rest = rest[i+len(bMsgAudit):]
+	sec, msec, serial, n, ok := parseStamp(rest)
+	if !ok {
+		return nil, nil, nil, key, "bad msg=audit(SECONDS.MILLIS:SERIAL) stamp"
+	}
+	return node, typ, rest[n:], eventKey{sec: sec, msec: msec, serial: serial}, ""
+}
+
+// record fills it from the body of a record of type typ.
+func (a *auditParser) record(typ, body []byte, it *auditItem) error {
 	key := it.key
 	switch string(typ) {
 	case TypeSyscall:
@@ -316,34 +328,11 @@ func (a *auditParser) parse(line []byte, cut bool, it *auditItem) {
 	case TypeAVC:
 		e := a.base(key, TypeAVC)
 		if err := a.parseAVC(body, e, false); err != nil {
-			bad(err.Error())
-			return
+			return err
 		}
 		it.kind, it.ev = itemEvent, e
 	case TypeUserAVC:
-		e := a.base(key, TypeUserAVC)
-		e.PID = intField(body, "pid")
-		j := bytes.Index(body, bMsgQuote)
-		if j < 0 {
-			bad("USER_AVC without msg='")
-			return
-		}
-		inner := body[j+len(bMsgQuote):]
-		if k := bytes.LastIndexByte(inner, '\''); k >= 0 {
-			inner = inner[:k]
-		}
-		if !bytes.HasPrefix(bytes.TrimLeft(inner, " "), bAvc) {
-			if a.keepOther {
-				e.Name = string(inner)
-				it.kind, it.ev = itemEvent, e
-			}
-			return
-		}
-		if err := a.parseAVC(inner, e, true); err != nil {
-			bad(err.Error())
-			return
-		}
-		it.kind, it.ev = itemEvent, e
+		return a.userAVC(body, it)
 	case TypeSELinuxErr, TypeUserSELinuxErr:
 		e := a.base(key, a.str(typ))
 		e.SContext = a.str(field(body, "scontext"))
@@ -370,6 +359,33 @@ func (a *auditParser) parse(line []byte, cut bool, it *auditItem) {
 		e.Name = string(bytes.TrimSpace(body))
 		it.ev = e
 	}
+	return nil
+}
+
+// userAVC parses a USER_AVC record: a userspace object manager's AVC inside msg='...'.
+func (a *auditParser) userAVC(body []byte, it *auditItem) error {
+	e := a.base(it.key, TypeUserAVC)
+	e.PID = intField(body, "pid")
+	j := bytes.Index(body, bMsgQuote)
+	if j < 0 {
+		return errors.New("USER_AVC without msg='")
+	}
+	inner := body[j+len(bMsgQuote):]
+	if k := bytes.LastIndexByte(inner, '\''); k >= 0 {
+		inner = inner[:k]
+	}
+	if !bytes.HasPrefix(bytes.TrimLeft(inner, " "), bAvc) {
+		if a.keepOther {
+			e.Name = string(inner)
+			it.kind, it.ev = itemEvent, e
+		}
+		return nil
+	}
+	if err := a.parseAVC(inner, e, true); err != nil {
+		return err
+	}
+	it.kind, it.ev = itemEvent, e
+	return nil
 }
 
 func (a *auditParser) base(key eventKey, typ string) *Event {
@@ -465,61 +481,77 @@ func (a *auditParser) parseAVC(b []byte, e *Event, user bool) error {
 	}
 	// Walk key=value pairs.
 	for len(b) > 0 {
-		b = bytes.TrimLeft(b, " ")
-		eq := bytes.IndexByte(b, '=')
-		if eq < 0 {
+		k, v, quoted, rest, err := nextPair(b)
+		if err != nil {
+			return err
+		}
+		if k == nil {
 			break
 		}
-		k := b[:eq]
-		if sp := bytes.IndexByte(k, ' '); sp >= 0 { // a bare word such as "for"
-			b = b[sp+1:]
-			continue
-		}
-		b = b[eq+1:]
-		var v []byte
-		quoted := false
-		if len(b) > 0 && b[0] == '"' {
-			q := bytes.IndexByte(b[1:], '"')
-			if q < 0 {
-				return errors.New("AVC record: unterminated quoted value")
-			}
-			v, b = b[1:1+q], b[q+2:]
-			quoted = true
-		} else {
-			sp := bytes.IndexByte(b, ' ')
-			if sp < 0 {
-				sp = len(b)
-			}
-			v, b = b[:sp], b[sp:]
-		}
-		switch string(k) {
-		case "pid":
-			if !user {
-				e.PID, _ = strconv.Atoi(string(v))
-			}
-		case "comm":
-			e.Comm = a.maybeHex(v, quoted)
-		case "exe":
-			e.Exe = a.maybeHex(v, quoted)
-		case "name", "path":
-			if e.Name == "" || string(k) == "path" {
-				e.Name = a.maybeHex(v, quoted)
-			}
-		case "scontext":
-			e.SContext = a.str(v)
-		case "tcontext":
-			e.TContext = a.str(v)
-		case "tclass":
-			e.TClass = a.str(v)
-		case "permissive":
-			e.HasPermissive = true
-			e.Permissive = len(v) == 1 && v[0] == '1'
-		}
+		b = rest
+		a.setAVCField(e, k, v, quoted, user)
 	}
 	if e.SContext == "" || e.TContext == "" || e.TClass == "" {
 		return errors.New("AVC record without scontext, tcontext or tclass")
 	}
 	return nil
+}
+
+// nextPair reads the next key=value of an AVC record (bare words such as "for" are
+// skipped); k is nil at the end.
+func nextPair(b []byte) (k, v []byte, quoted bool, rest []byte, err error) {
+	for {
+		b = bytes.TrimLeft(b, " ")
+		eq := bytes.IndexByte(b, '=')
+		if eq < 0 {
+			return nil, nil, false, nil, nil
+		}
+		k = b[:eq]
+		if sp := bytes.IndexByte(k, ' '); sp >= 0 {
+			b = b[sp+1:]
+			continue
+		}
+		b = b[eq+1:]
+		if len(b) > 0 && b[0] == '"' {
+			q := bytes.IndexByte(b[1:], '"')
+			if q < 0 {
+				return nil, nil, false, nil, errors.New("AVC record: unterminated quoted value")
+			}
+			return k, b[1 : 1+q], true, b[q+2:], nil
+		}
+		sp := bytes.IndexByte(b, ' ')
+		if sp < 0 {
+			sp = len(b)
+		}
+		return k, b[:sp], false, b[sp:], nil
+	}
+}
+
+// setAVCField keeps the AVC fields the auditor uses.
+func (a *auditParser) setAVCField(e *Event, k, v []byte, quoted, user bool) {
+	switch string(k) {
+	case "pid":
+		if !user {
+			e.PID, _ = strconv.Atoi(string(v))
+		}
+	case "comm":
+		e.Comm = a.maybeHex(v, quoted)
+	case "exe":
+		e.Exe = a.maybeHex(v, quoted)
+	case "name", "path":
+		if e.Name == "" || string(k) == "path" {
+			e.Name = a.maybeHex(v, quoted)
+		}
+	case "scontext":
+		e.SContext = a.str(v)
+	case "tcontext":
+		e.TContext = a.str(v)
+	case "tclass":
+		e.TClass = a.str(v)
+	case "permissive":
+		e.HasPermissive = true
+		e.Permissive = len(v) == 1 && v[0] == '1'
+	}
 }
 
 // maybeHex decodes the kernel's hex encoding of untrusted strings (unquoted values).
