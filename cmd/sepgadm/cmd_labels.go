@@ -59,22 +59,6 @@ func labelDatabases(c *cli.Context) ([]string, *pgx.ConnConfig, error) {
 	return dbs, cfg, nil
 }
 
-// eachLabelDatabase calls fn with a connection to every database labelDatabases names.
-func eachLabelDatabase(c *cli.Context, cfg *pgx.ConnConfig, dbs []string, fn func(ctx context.Context, db string, conn *pgx.Conn) error) error {
-	for _, db := range dbs {
-		conn, err := connectTo(c.Context, cfg, db)
-		if err != nil {
-			return err
-		}
-		err = fn(c.Context, db, conn)
-		conn.Close(c.Context)
-		if err != nil {
-			return fmt.Errorf("database %s: %w", db, err)
-		}
-	}
-	return nil
-}
-
 func readSpec(c *cli.Context) (*labels.Spec, error) {
 	spec, err := labels.ReadSpecFile(c.String("file"))
 	if err != nil {
@@ -154,7 +138,7 @@ func labelsLsCommand() *cli.Command {
 			}
 			seen := dedupe{}
 			var rows []lsRow
-			err = eachLabelDatabase(c, cfg, dbs, func(ctx context.Context, db string, conn *pgx.Conn) error {
+			err = eachDatabase(c.Context, cfg, dbs, func(ctx context.Context, db string, conn *pgx.Conn) error {
 				objs, err := labels.Objects(ctx, conn)
 				if err != nil {
 					return err
@@ -251,7 +235,7 @@ func labelsSetCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return eachLabelDatabase(c, cfg, dbs, func(ctx context.Context, db string, conn *pgx.Conn) error {
+			return eachDatabase(c.Context, cfg, dbs, func(ctx context.Context, db string, conn *pgx.Conn) error {
 				objs, err := labels.Objects(ctx, conn)
 				if err != nil {
 					return err
@@ -311,7 +295,7 @@ func planAll(c *cli.Context, spec *labels.Spec, fn func(ctx context.Context, db 
 		return err
 	}
 	seen := dedupe{}
-	return eachLabelDatabase(c, cfg, dbs, func(ctx context.Context, db string, conn *pgx.Conn) error {
+	return eachDatabase(c.Context, cfg, dbs, func(ctx context.Context, db string, conn *pgx.Conn) error {
 		t0 := time.Now()
 		objs, err := labels.Objects(ctx, conn)
 		if err != nil {
@@ -490,7 +474,7 @@ func labelsExportCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return eachLabelDatabase(c, cfg, dbs, func(ctx context.Context, _ string, conn *pgx.Conn) error {
+			return eachDatabase(c.Context, cfg, dbs, func(ctx context.Context, _ string, conn *pgx.Conn) error {
 				objs, err := labels.Objects(ctx, conn)
 				if err != nil {
 					return err

@@ -56,7 +56,7 @@ func restoreconCommand() *cli.Command {
 			seen := dedupe{}
 			total := 0
 			dry := c.Bool("dry-run")
-			err = eachLabelDatabase(c, cfg, dbs, func(ctx context.Context, db string, conn *pgx.Conn) error {
+			err = eachDatabase(c.Context, cfg, dbs, func(ctx context.Context, db string, conn *pgx.Conn) error {
 				if err := labels.CheckEnabled(ctx, conn); err != nil {
 					return err
 				}

@@ -88,6 +88,12 @@ func forEachDatabase(ctx context.Context, dsn string, allDBs bool, fn func(ctx c
 	if err != nil {
 		return err
 	}
+	return eachDatabase(ctx, cfg, dbs, fn)
+}
+
+// eachDatabase calls fn with a connection to each of dbs in turn, made from cfg; an
+// error stops the walk and names the database.
+func eachDatabase(ctx context.Context, cfg *pgx.ConnConfig, dbs []string, fn func(ctx context.Context, db string, conn *pgx.Conn) error) error {
 	for _, db := range dbs {
 		conn, err := connectTo(ctx, cfg, db)
 		if err != nil {
