@@ -90,7 +90,7 @@ var labRuns = []string{"run1", "run2"}
 func TestLabPostgresFormatsAgree(t *testing.T) {
 	for _, run := range labRuns {
 		t.Run(run, func(t *testing.T) {
-			dir := filepath.Join("testdata", "lab", run)
+			dir := filepath.Join("..", "testdata", "lab", run)
 			byFormat := map[string][]*Event{}
 			for _, f := range []string{"log", "csv", "json"} {
 				path := filepath.Join(dir, "postgresql."+f)
@@ -134,7 +134,7 @@ func TestLabPostgresFormatsAgree(t *testing.T) {
 func TestLabAuditMatchesAusearch(t *testing.T) {
 	for _, run := range labRuns {
 		t.Run(run, func(t *testing.T) {
-			dir := filepath.Join("testdata", "lab", run)
+			dir := filepath.Join("..", "testdata", "lab", run)
 			evs, st := readAll(t, filepath.Join(dir, "audit.log"), FormatAuto, Options{})
 			if st.Malformed != 0 {
 				t.Errorf("malformed: %v", st.Examples)
@@ -163,7 +163,7 @@ func TestLabAuditMatchesAusearch(t *testing.T) {
 // With KeepOther, every record that is not part of an event passes through, and every
 // line is accounted for.
 func TestAuditKeepOther(t *testing.T) {
-	path := filepath.Join("testdata", "lab", "run2", "audit.log")
+	path := filepath.Join("..", "testdata", "lab", "run2", "audit.log")
 	evs, _ := readAll(t, path, FormatAudit, Options{KeepOther: true})
 	got := map[string]int{}
 	for _, e := range evs {

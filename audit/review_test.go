@@ -23,7 +23,7 @@ func labReview(t *testing.T) *Review {
 	rev := NewReview(sr, 5*time.Second)
 	var rs []Reader
 	for _, p := range []string{"postgresql.csv", "audit.log"} {
-		r, _, err := OpenReader(context.Background(), filepath.Join("testdata", "lab", "run2", p), FormatAuto, nil, Options{})
+		r, _, err := OpenReader(context.Background(), filepath.Join("..", "testdata", "lab", "run2", p), FormatAuto, nil, Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

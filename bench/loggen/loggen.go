@@ -2,7 +2,7 @@
 // tests: a Linux audit log (ENRICHED, node=, AVC with SYSCALL/CWD/PATH/PROCTITLE,
 // USER_AVC, other records) and a PostgreSQL stderr log with sepgsql lines. Output is
 // deterministic for a seed. The logs are synthetic: never use them as fixtures of what
-// the servers write (testdata/lab holds real ones).
+// the servers write (the top-level testdata/lab holds real ones).
 package loggen
 
 import (

@@ -10,7 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-const labRun2 = "../../audit/testdata/lab/run2/"
+const labRun2 = "../../testdata/lab/run2/"
 
 func TestAuditCommand(t *testing.T) {
 	pg, al := labRun2+"postgresql.log", labRun2+"audit.log"
