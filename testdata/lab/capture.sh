@@ -1,6 +1,6 @@
 #!/bin/bash
 # Capture real sepgsql and kernel audit records for the audit package's fixtures
-# (audit/testdata/lab). Run with: lab/run --out DIR capture.sh
+# (testdata/lab). Run with: lab/run --out DIR capture.sh
 set -u
 P=/usr/lib/postgresql/15/bin/psql
 C="runcon -t sepgadm_lab_client_t -- $P -X -h /var/run/postgresql -U postgres -d auditcap"
