@@ -5,6 +5,7 @@ package proxy_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/sepgadm/sepgadm/lab"
@@ -117,7 +119,7 @@ func TestMain(m *testing.M) {
 		os.Exit(code)
 	}
 	code := m.Run()
-	for _, p := range []*exec.Cmd{labSetup.proxy, txnSetup.proxy} {
+	for _, p := range append([]*exec.Cmd{labSetup.proxy, txnSetup.proxy}, extraProxies...) {
 		if p != nil {
 			_ = p.Process.Kill()
 			_ = p.Wait()
@@ -766,5 +768,105 @@ func TestLabAttacksDoNotCrossTenants(t *testing.T) {
 	}
 	if attack.Refused != 3*attack.Rounds || attack.Answers < 2*attack.Rounds || victim.Statements < 100 {
 		t.Fatalf("too little happened to prove anything: %+v %+v", attack, victim)
+	}
+}
+
+// realUsersProxies start a session-mode and a transaction-mode proxy (pool of one, so
+// every label change goes through the trusted procedure from the previous tenant's
+// session) whose rules give TCP clients contexts of real SELinux users.
+var realUsersSetup labProxy
+
+// extraProxies are stopped by TestMain with the others.
+var extraProxies []*exec.Cmd
+
+const (
+	ctxUnconfined = "unconfined_u:unconfined_r:sepgadm_lab_tenant_a_t:s0-s0:c0.c1023"
+	ctxStaff      = "staff_u:staff_r:sepgadm_lab_tenant_a_t:s0"
+	ctxUser       = "user_u:user_r:sepgadm_lab_tenant_a_t:s0"
+)
+
+func startRealUsersProxies(t *testing.T) {
+	t.Helper()
+	setupLab(t)
+	realUsersSetup.Do(func() {
+		rules := ""
+		for app, ctx := range map[string]string{
+			"unconfined": ctxUnconfined, "staff": ctxStaff, "user": ctxUser, "system": tenantB,
+			// Refused: a domain nobody declared, a role the user may not take, a range
+			// above the user's, a role the tenant was not declared for.
+			"undeclared": "unconfined_u:unconfined_r:unconfined_t:s0-s0:c0.c1023",
+			"badrole":    "user_u:staff_r:sepgadm_lab_tenant_a_t:s0",
+			"badrange":   "user_u:user_r:sepgadm_lab_tenant_a_t:s0:c5",
+			"notforrole": "unconfined_u:unconfined_r:sepgadm_lab_tenant_b_t:s0",
+		} {
+			rules += fmt.Sprintf("[[context]]\nuser = \"postgres\"\napplication_name = %q\ncontext = %q\n", app, ctx)
+		}
+		for i, mode := range []string{"session", "transaction"} {
+			cfg := fmt.Sprintf(`pool_mode = %q
+credential_file = "/etc/sepgadm/credential"
+[[listen]]
+address = "127.0.0.1:%d"
+auth = "trust"
+[server]
+host = "/var/run/postgresql"
+[users.postgres]
+pool_size = 1
+%s`, mode, 6440+i, rules)
+			file := fmt.Sprintf("/etc/sepgadm/realusers-%s.toml", mode)
+			if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
+				realUsersSetup.err = err
+				return
+			}
+			logf, err := os.Create(filepath.Join(os.Getenv("OUT"), "proxy-realusers-"+mode+".log"))
+			if err != nil {
+				realUsersSetup.err = err
+				return
+			}
+			cmd := exec.Command("/usr/sbin/sepgadm", "proxy", "--config", file)
+			cmd.Stdout, cmd.Stderr = logf, logf
+			if err := cmd.Start(); err != nil {
+				realUsersSetup.err = err
+				return
+			}
+			extraProxies = append(extraProxies, cmd)
+		}
+		time.Sleep(time.Second)
+	})
+	if realUsersSetup.err != nil {
+		t.Fatal(realUsersSetup.err)
+	}
+}
+
+// Real SELinux users can be tagged: tenants declared for unconfined_r, staff_r and
+// user_r run under unconfined_u (with its full MCS range), staff_u and user_u, in both
+// pool modes, and a connection passes between them; a domain nobody declared, a
+// user/role pair or range the policy forbids, and a role the tenant was not declared
+// for are refused.
+func TestLabRealSELinuxUsers(t *testing.T) {
+	startRealUsersProxies(t)
+	initrc := lab.Context{Type: "initrc_t"}
+	for i, mode := range []string{"session", "transaction"} {
+		dsn := func(app string) string {
+			return fmt.Sprintf("host=127.0.0.1 port=%d dbname=demo user=postgres application_name=%s", 6440+i, app)
+		}
+		for round := range 2 { // the second round reuses connections last used by another user
+			for _, tt := range []struct{ app, want string }{
+				{"unconfined", ctxUnconfined}, {"system", tenantB}, {"staff", ctxStaff}, {"user", ctxUser}, {"unconfined", ctxUnconfined},
+			} {
+				r := psql(t, initrc, dsn(tt.app), "SELECT sepgsql_getcon()")
+				if r.Stdout != tt.want {
+					t.Fatalf("%s mode, round %d, %s: %+v, want %s", mode, round, tt.app, r, tt.want)
+				}
+			}
+		}
+		for _, tt := range []struct{ app, code string }{
+			{"undeclared", "42501"}, {"badrole", "42602"}, {"badrange", "42602"}, {"notforrole", "42602"},
+		} {
+			_, err := pgx.Connect(context.Background(), dsn(tt.app))
+			var pe *pgconn.PgError
+			if !errors.As(err, &pe) || pe.Code != tt.code || !strings.Contains(pe.Message, "sepgadm: could not switch the session to") {
+				t.Errorf("%s mode, %s: %v, want a refused login with %s", mode, tt.app, err, tt.code)
+			}
+		}
 	}
 }
