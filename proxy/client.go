@@ -357,7 +357,7 @@ func (p *Proxy) login(ctx context.Context, c *client) (*serverConn, error) {
 	if err := p.applySettings(ctx, s, c); err != nil {
 		c.setServer(nil)
 		p.discardServer(s)
-		return nil, &loginError{code: sqlStateOr(err, "08006"), msg: "sepgadm: " + err.Error(), result: "server_error", err: err}
+		return nil, &loginError{code: sqlStateOr(err, "0A000"), msg: "sepgadm: " + err.Error(), result: "server_error", err: err}
 	}
 	msgs := []pgproto3.BackendMessage{&pgproto3.AuthenticationOk{}}
 	names := make([]string, 0, len(s.params))
@@ -399,38 +399,116 @@ func (p *Proxy) acquireServer(ctx context.Context, c *client) (*serverConn, erro
 
 // applySettings sets the client's startup parameters on the server session.
 func (p *Proxy) applySettings(ctx context.Context, s *serverConn, c *client) error {
-	var b strings.Builder
-	settings := map[string]string{"application_name": c.appName}
+	// options ("-c name=value --name=value") first: the server, too, lets the startup
+	// packet's own parameters override it.
+	settings, err := parseStartupOptions(c.params["options"])
+	if err != nil {
+		return err
+	}
+	if _, ok := settings["application_name"]; !ok {
+		settings["application_name"] = c.appName // a reused connection's is not the client's
+	}
 	for k, v := range c.params {
 		switch k {
-		case "user", "database", "options", "replication":
+		case "user", "database", "options":
+			continue
+		case "replication":
+			if b, ok := parseBool(v); !ok || b {
+				return fmt.Errorf("replication connections (replication=%s) are not served through sepgadm", v)
+			}
 			continue
 		}
 		settings[k] = v
 	}
 	keys := make([]string, 0, len(settings))
 	for k := range settings {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
 		if !settingNameRE.MatchString(k) {
 			return fmt.Errorf("unsupported startup parameter %q", k)
 		}
-		fmt.Fprintf(&b, "SET %s TO %s;", k, quoteLiteral(settings[k]))
+		keys = append(keys, k)
 	}
+	slices.Sort(keys)
 	defer func() {
-		// What the client asked for, in the server's spelling (ParameterStatus).
+		// What the client asked for, in the server's spelling (ParameterStatus);
+		// search_path, which PostgreSQL 15 does not report, as the client gave it.
 		for _, k := range trackedParams {
 			if v, ok := s.params[k]; ok {
 				c.setDesired(k, v)
 			}
 		}
+		if v, ok := settings["search_path"]; ok {
+			c.setDesired("search_path", v)
+			s.setParam("search_path", v)
+		}
 	}()
-	if err := s.command(ctx, b.String()); err != nil {
+	if err := s.setConfig(ctx, keys, settings); err != nil {
 		return fmt.Errorf("apply startup parameters: %w", err)
 	}
 	return nil
+}
+
+// parseStartupOptions reads the startup parameter options the way PostgreSQL does:
+// arguments separated by unescaped white space (a backslash escapes the next byte),
+// each "-c name=value", "-cname=value" or "--name=value" (dashes in the name become
+// underscores). Any other server option is refused: the proxy cannot honour it.
+func parseStartupOptions(opts string) (map[string]string, error) {
+	var args []string
+	var cur strings.Builder
+	inArg := false
+	for i := 0; i < len(opts); i++ {
+		ch := opts[i]
+		switch {
+		case ch == '\\' && i+1 < len(opts):
+			i++
+			cur.WriteByte(opts[i])
+			inArg = true
+		case ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r':
+			if inArg {
+				args = append(args, cur.String())
+				cur.Reset()
+				inArg = false
+			}
+		default:
+			cur.WriteByte(ch)
+			inArg = true
+		}
+	}
+	if inArg {
+		args = append(args, cur.String())
+	}
+	out := map[string]string{}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		var kv string
+		switch {
+		case a == "-c" && i+1 < len(args):
+			i++
+			kv = args[i]
+		case strings.HasPrefix(a, "-c") && len(a) > 2:
+			kv = a[2:]
+		case strings.HasPrefix(a, "--") && len(a) > 2:
+			kv = a[2:]
+		default:
+			return nil, fmt.Errorf("startup option %q is not supported through sepgadm (only -c name=value and --name=value)", a)
+		}
+		name, value, ok := strings.Cut(kv, "=")
+		if !ok || name == "" {
+			return nil, fmt.Errorf("startup option %q: want name=value", kv)
+		}
+		out[strings.ReplaceAll(name, "-", "_")] = value
+	}
+	return out, nil
+}
+
+// parseBool reads a boolean as PostgreSQL spells it.
+func parseBool(v string) (value, ok bool) {
+	switch strings.ToLower(v) {
+	case "on", "true", "yes", "1", "t", "y":
+		return true, true
+	case "off", "false", "no", "0", "f", "n":
+		return false, true
+	}
+	return false, false
 }
 
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

@@ -127,3 +127,29 @@ func firstColumn(body []byte) *string {
 	v := string(body[6 : 6+n])
 	return &v
 }
+
+// setConfig gives each setting in keys its value from values, as the server reads a
+// startup parameter (set_config, so that a list such as search_path is parsed, not
+// quoted), in one statement whose arguments are bind parameters.
+func (s *serverConn) setConfig(ctx context.Context, keys []string, values map[string]string) error {
+	var q strings.Builder
+	params := make([][]byte, 0, 2*len(keys))
+	q.WriteString("SELECT ")
+	for i, k := range keys {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		fmt.Fprintf(&q, "pg_catalog.set_config($%d, $%d, false)", 2*i+1, 2*i+2)
+		params = append(params, []byte(k), []byte(values[k]))
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	var buf []byte
+	buf, _ = (&pgproto3.Parse{Query: q.String()}).Encode(buf)
+	buf, _ = (&pgproto3.Bind{Parameters: params}).Encode(buf)
+	buf, _ = (&pgproto3.Execute{}).Encode(buf)
+	buf, _ = (&pgproto3.Sync{}).Encode(buf)
+	_, err := s.exchange(ctx, buf, callAnswer)
+	return err
+}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -746,5 +747,71 @@ func cancelSleep(t *testing.T, conn *pgx.Conn) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("the cancel request did not reach the server")
+	}
+}
+
+// Startup parameters are the client's: options with -c and --name=value take effect in
+// both pool modes (in transaction mode on every connection the client lands on), and
+// what the proxy cannot honour is refused, never dropped.
+func TestStartupOptions(t *testing.T) {
+	for _, mode := range []string{"session", "transaction"} {
+		pool := map[string]int{"session": 2, "transaction": 1}[mode]
+		h := startProxy(t, fmt.Sprintf("pool_mode = %q\n[users.app]\npool_size = %d", mode, pool))
+		ctx := context.Background()
+		cfg, err := pgx.ParseConfig(h.dsn("app", "tenant-a"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.RuntimeParams["options"] = `-c search_path=pg_catalog,public --statement-timeout=1234 -cwork_mem=5MB -c application_name=with\ space`
+		cfg.RuntimeParams["datestyle"] = "German"
+		a, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			t.Fatalf("%s mode: %v", mode, err)
+		}
+		// What the same startup packet gives connected straight to the server.
+		dcfg := cfg.Copy()
+		dcfg.Host, dcfg.Port = h.cluster.SocketDir, uint16(h.cluster.Port)
+		direct, err := pgx.ConnectConfig(ctx, dcfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		settings := func(c *pgx.Conn) []string {
+			var path, timeout, mem, app, style string
+			if err := c.QueryRow(ctx, "SELECT current_setting('search_path'), current_setting('statement_timeout'), current_setting('work_mem'), current_setting('application_name'), current_setting('DateStyle')").Scan(&path, &timeout, &mem, &app, &style); err != nil {
+				t.Fatal(err)
+			}
+			return []string{path, timeout, mem, app, style}
+		}
+		want := settings(direct)
+		direct.Close(ctx)
+		if want[1] != "1234ms" || want[0] != "pg_catalog,public" {
+			t.Fatalf("the direct connection did not take the options: %v", want)
+		}
+		b := h.connect(t, "app", "tenant-b")
+		for range 2 { // in transaction mode, b takes the one connection in between
+			got := settings(a)
+			want := slices.Clone(want)
+			if mode == "transaction" {
+				// Not tracked across connections (as in PgBouncer): statement_timeout and
+				// work_mem; search_path is replayed with SET, which spells the list
+				// "a, b" where the startup packet's "a,b" stays as written.
+				want[1], want[2] = "", ""
+				got[1], got[2] = "", ""
+				got[0] = strings.ReplaceAll(got[0], ", ", ",")
+			}
+			if d := cmp.Diff(want, got); d != "" {
+				t.Errorf("%s mode: settings (-want +got):\n%s", mode, d)
+			}
+			if got := label(t, b); got != ctxB {
+				t.Fatalf("b: %q", got)
+			}
+		}
+		a.Close(ctx)
+		for _, opts := range []string{"-d 5", "-c nonsense", "-B 100"} {
+			cfg.RuntimeParams["options"] = opts
+			if _, err := pgx.ConnectConfig(ctx, cfg); err == nil || !strings.Contains(err.Error(), "sepgadm: ") {
+				t.Errorf("%s mode: options %q: %v, want a refusal", mode, opts, err)
+			}
+		}
 	}
 }
