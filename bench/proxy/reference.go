@@ -11,8 +11,8 @@ import (
 	"strconv"
 	"syscall"
 
-	"github.com/sepgadm/sepgadm/internal/pgtest"
 	"github.com/sepgadm/sepgadm/bench/refpool"
+	"github.com/sepgadm/sepgadm/internal/pgtest"
 )
 
 // serveReference is "benchproxy reference": the reference pooler in a process of its
