@@ -12,7 +12,7 @@ HOST_PACKAGES := postgresql-15 postgresql-contrib qemu-system-x86 qemu-utils deb
 .PHONY: setup all build demo policy test test-fast test-fuzz fuzz test-lab lab lab-shell lab-tests test-lab-locked lint clean
 
 # Fuzz targets (package:Target); test-fuzz runs each for FUZZ_SHORT, fuzz for FUZZTIME.
-FUZZ_TARGETS := proxy:FuzzRelay proxy:FuzzScanSQL proxy/wire:FuzzTracker proxy/wire:FuzzReader \
+FUZZ_TARGETS := proxy:FuzzRelay proxy:FuzzScanSQL proxy:FuzzParseConfig proxy:FuzzUserlist proxy:FuzzSCRAM proxy/wire:FuzzTracker proxy/wire:FuzzReader \
 	proxy/wire:FuzzReadStartup audit:FuzzAuditReader audit:FuzzPostgresReaders secontext:FuzzParseContext \
 	labels:FuzzParseSpec labels:FuzzFnmatch
 FUZZ_SHORT ?= 15s

@@ -428,8 +428,8 @@ func TestIdleTransactionTimeout(t *testing.T) {
 		t.Fatalf("B waited %v", waited)
 	}
 	_, err := a.Exec(ctx, "SELECT 1")
-	if err == nil {
-		t.Fatalf("A's idle transaction survived the timeout")
+	if sqlState(err) != "25P03" || !strings.Contains(err.Error(), "idle_transaction_timeout") {
+		t.Fatalf("A's idle transaction after the timeout: %v, want 25P03 naming idle_transaction_timeout", err)
 	}
 }
 
@@ -598,5 +598,40 @@ func TestAttackSessionModeLeavesNothing(t *testing.T) {
 	got := strings.Join(b.until(3), " ")
 	if got != "E:34000 Z:I T D: C:SELECT 1 Z:I T D:"+ctxB+" C:SELECT 1 Z:I" {
 		t.Fatalf("B after A's LISTEN and WITH HOLD cursor: %s", got)
+	}
+}
+
+// client_idle_timeout ends a client idle outside a transaction (57P05); one that keeps
+// talking stays.
+func TestClientIdleTimeout(t *testing.T) {
+	h := txnProxy(t, `client_idle_timeout = "300ms"`)
+	ctx := context.Background()
+	idle := h.connect(t, "app", "tenant-a")
+	busy := h.connect(t, "app", "tenant-b")
+	for range 8 {
+		time.Sleep(100 * time.Millisecond)
+		if got := label(t, busy); got != ctxB {
+			t.Fatalf("busy client: %q", got)
+		}
+	}
+	_, err := idle.Exec(ctx, "SELECT 1")
+	if sqlState(err) != "57P05" || !strings.Contains(err.Error(), "client_idle_timeout") {
+		t.Fatalf("a client idle for 800 ms: %v, want 57P05 naming client_idle_timeout", err)
+	}
+}
+
+// A client cannot hold more than max_prepared_statements named statements (54000).
+func TestMaxPreparedStatements(t *testing.T) {
+	h := txnProxy(t, "max_prepared_statements = 5")
+	ctx := context.Background()
+	a := h.connect(t, "app", "tenant-a")
+	var err error
+	for i := range 6 {
+		if _, err = a.Prepare(ctx, fmt.Sprintf("s%d", i), fmt.Sprintf("SELECT %d", i)); err != nil {
+			break
+		}
+	}
+	if err == nil || !strings.Contains(err.Error(), "max_prepared_statements") {
+		t.Fatalf("the sixth statement: %v, want a refusal naming max_prepared_statements", err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strconv"
@@ -35,8 +36,13 @@ func loadUserlist(file string) (map[string]string, error) {
 		return nil, fmt.Errorf("read userlist: %w", err)
 	}
 	defer f.Close()
+	return parseUserlist(f, file)
+}
+
+// parseUserlist reads a userlist from r, named file in errors.
+func parseUserlist(r io.Reader, file string) (map[string]string, error) {
 	users := map[string]string{}
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(r)
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, ";") {
