@@ -16,6 +16,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/sepgadm/sepgadm/secontext"
+	"github.com/sepgadm/sepgadm/trusted"
 )
 
 // PoolMode is how long a server connection serves one client.
@@ -291,7 +292,7 @@ func (c *Config) setDefaults() {
 	def(&c.EventLoop, "off")
 	def(&c.ServerResetQuery, "DISCARD ALL")
 	defInt(&c.MaxPreparedStatements, 1000)
-	def(&c.TagFunction, "sepgadm.tag")
+	def(&c.TagFunction, trusted.TagFunctionName)
 	def(&c.LogLevel, "info")
 	def(&c.Server.Host, "/var/run/postgresql")
 	defInt(&c.Server.Port, 5432)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/sepgadm/sepgadm/trusted"
 )
 
 // serverError is an ErrorResponse from the server during a call the proxy made itself.
@@ -36,7 +37,7 @@ func (s *serverConn) queryValue(ctx context.Context, sql string) (*string, error
 // so the arguments never appear in SQL text (nor, therefore, in the statement log). Its
 // answer is callAnswer.
 func appendCall(buf []byte, fn string, a string, b *string) []byte {
-	buf, _ = (&pgproto3.Parse{Query: "SELECT " + fn + "($1, $2)", ParameterOIDs: []uint32{25, 25}}).Encode(buf)
+	buf, _ = (&pgproto3.Parse{Query: trusted.TagSQLFor(fn), ParameterOIDs: []uint32{25, 25}}).Encode(buf)
 	params := [][]byte{[]byte(a), nil}
 	if b != nil {
 		params[1] = []byte(*b)

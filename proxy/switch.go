@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/opencontainers/selinux/go-selinux"
 	"github.com/sepgadm/sepgadm/sessionlog"
+	"github.com/sepgadm/sepgadm/trusted"
 )
 
 // switchTo switches s to the client's context, after resetting it if another client
@@ -21,7 +22,7 @@ func (p *Proxy) switchTo(ctx context.Context, s *serverConn, c *client) error {
 	if err := p.tag(ctx, s, c.context, "client", !s.fresh); err != nil {
 		p.discardServer(s)
 		p.log.Warn("switch failed", "session", c.id, "backend_pid", s.pid, "context", c.context, "error", err)
-		return &loginError{code: sqlStateOr(err, "42501"), msg: "sepgadm: could not switch the session to " + c.context + serverReason(err, "the switch was not confirmed"), result: "tag_failed", err: err}
+		return &loginError{code: sqlStateOr(err, trusted.CodeDenied), msg: "sepgadm: could not switch the session to " + c.context + serverReason(err, "the switch was not confirmed"), result: "tag_failed", err: err}
 	}
 	p.sessions.write(c.record(sessionlog.Tag, s.pid))
 	return nil
@@ -151,7 +152,7 @@ func (p *Proxy) forbidden(sql string) bool {
 	}
 	fn := strings.ToLower(p.state().cfg.TagFunction)
 	base := fn[strings.LastIndexByte(fn, '.')+1:]
-	if !containsFold(sql, base) && !containsFold(sql, "tag_switch") {
+	if !containsFold(sql, base) && !containsFold(sql, trusted.SwitchFunctionName) {
 		return false // the common case, without allocating
 	}
 	norm := strings.Map(func(r rune) rune {
@@ -160,5 +161,5 @@ func (p *Proxy) forbidden(sql string) bool {
 		}
 		return r
 	}, strings.ToLower(sql))
-	return strings.Contains(norm, fn) || strings.Contains(norm, base+"(") || strings.Contains(norm, "tag_switch")
+	return strings.Contains(norm, fn) || strings.Contains(norm, base+"(") || strings.Contains(norm, trusted.SwitchFunctionName)
 }

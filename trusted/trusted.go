@@ -21,9 +21,21 @@ const (
 	CredentialTable = "sepgadm.credential"
 )
 
+// The functions' names, as SQL calls them: the default name of the tagging function
+// (the proxy's tag_function), and the trusted procedure's own name, which no client
+// statement should name.
+const (
+	TagFunctionName    = "sepgadm.tag"
+	SwitchFunctionName = "tag_switch"
+)
+
 // TagSQL is the switch statement. $1 is the token, $2 the context (NULL: peer label);
 // send it with the extended protocol so the token never appears in SQL text.
-const TagSQL = "SELECT sepgadm.tag($1, $2)"
+const TagSQL = "SELECT " + TagFunctionName + "($1, $2)"
+
+// TagSQLFor is TagSQL with another (schema-qualified) tagging function, for a proxy
+// configured with tag_function.
+func TagSQLFor(fn string) string { return "SELECT " + fn + "($1, $2)" }
 
 // SQLSTATEs of the tagging call.
 const (
