@@ -362,7 +362,9 @@ func (p *Proxy) login(ctx context.Context, c *client) (*serverConn, error) {
 	msgs := []pgproto3.BackendMessage{&pgproto3.AuthenticationOk{}}
 	names := make([]string, 0, len(s.params))
 	for k := range s.params {
-		names = append(names, k)
+		if k != "search_path" { // the proxy's own note: PostgreSQL 15 does not report it
+			names = append(names, k)
+		}
 	}
 	slices.Sort(names)
 	for _, k := range names {

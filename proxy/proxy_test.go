@@ -815,3 +815,43 @@ func TestStartupOptions(t *testing.T) {
 		}
 	}
 }
+
+// At login a client receives the ParameterStatus messages a direct connection gets,
+// with the same values, search_path (which PostgreSQL 15 does not report) not among them.
+func TestLoginParameterStatusAsDirect(t *testing.T) {
+	h := startProxy(t, "")
+	ctx := context.Background()
+	cfg, err := pgconn.ParseConfig(h.dsn("alice", "status-test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.RuntimeParams["options"] = "-c search_path=public"
+	cfg.RuntimeParams["DateStyle"] = "ISO, DMY"
+	viaProxy, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer viaProxy.Close(ctx)
+	dcfg := cfg.Copy()
+	dcfg.Host, dcfg.Port = h.cluster.SocketDir, uint16(h.cluster.Port)
+	direct, err := pgconn.ConnectConfig(ctx, dcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer direct.Close(ctx)
+	names := []string{"application_name", "client_encoding", "DateStyle", "default_transaction_read_only", "in_hot_standby",
+		"integer_datetimes", "IntervalStyle", "is_superuser", "search_path", "server_encoding", "server_version",
+		"session_authorization", "standard_conforming_strings", "TimeZone"}
+	status := func(c *pgconn.PgConn) map[string]string {
+		m := map[string]string{}
+		for _, n := range names {
+			if v := c.ParameterStatus(n); v != "" {
+				m[n] = v
+			}
+		}
+		return m
+	}
+	if d := cmp.Diff(status(direct), status(viaProxy)); d != "" {
+		t.Errorf("ParameterStatus at login, direct (-) against through the proxy (+):\n%s", d)
+	}
+}
