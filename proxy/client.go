@@ -58,6 +58,13 @@ type client struct {
 	waiter waiter // its place in the pool's queue when it waits
 	killed atomic.Bool
 
+	// startupSettings holds the settings of the client's startup packet (options included),
+	// startupKeys their names in order and startupKey both in one string: transaction
+	// mode applies them again on a connection last set up for other settings.
+	startupSettings map[string]string
+	startupKeys     []string
+	startupKey      string
+
 	// desired are the tracked settings the client expects (transaction mode).
 	dmu     sync.Mutex
 	desired map[string]string
@@ -430,6 +437,12 @@ func (p *Proxy) applySettings(ctx context.Context, s *serverConn, c *client) err
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
+	c.startupSettings, c.startupKeys = settings, keys
+	var key strings.Builder
+	for _, k := range keys {
+		key.WriteString(k + "=" + settings[k] + "\x00")
+	}
+	c.startupKey = key.String()
 	defer func() {
 		// What the client asked for, in the server's spelling (ParameterStatus);
 		// search_path, which PostgreSQL 15 does not report, as the client gave it.
@@ -446,6 +459,7 @@ func (p *Proxy) applySettings(ctx context.Context, s *serverConn, c *client) err
 	if err := s.setConfig(ctx, keys, settings); err != nil {
 		return fmt.Errorf("apply startup parameters: %w", err)
 	}
+	s.startupKey = c.startupKey
 	return nil
 }
 

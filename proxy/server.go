@@ -38,6 +38,8 @@ type serverConn struct {
 	prepared map[string]bool
 	// fresh is true until a client has used the connection, and again after a reset.
 	fresh bool
+	// startupKey is the client.startupKey whose startup settings the session has.
+	startupKey string
 	// pkey is settingsKey(params), made when first needed after params changed (setParam).
 	pkey   string
 	pkeyOK bool
@@ -224,4 +226,5 @@ func (s *serverConn) afterReset() {
 	clear(s.prepared)
 	delete(s.params, "search_path")
 	s.pkeyOK = false
+	s.startupKey = ""
 }

@@ -200,6 +200,17 @@ func (p *Proxy) checkout(ctx context.Context, c *client) (*serverConn, error) {
 			}
 		}
 	}
+	if s.startupKey != c.startupKey {
+		// The client's startup settings, all of them, as at its login.
+		if err := s.setConfig(ctx, c.startupKeys, c.startupSettings); err != nil {
+			p.discardServer(s)
+			return nil, &loginError{code: sqlStateOr(err, "08006"), msg: "sepgadm: could not restore the session's startup settings" + serverReason(err, "the server's answer was not the one expected"), result: "server_error", err: err}
+		}
+		s.startupKey = c.startupKey
+		if v, ok := c.startupSettings["search_path"]; ok {
+			s.setParam("search_path", v)
+		}
+	}
 	if !c.needsReplay(s) {
 		// nothing to replay
 	} else if sql := c.replaySQL(s); sql != "" {
