@@ -369,6 +369,15 @@ func TestAttackCopyAborts(t *testing.T) {
 		if got := strings.Join(a.until(1), " "); got != "E:22P02 Z:I" {
 			t.Fatalf("bad COPY data: %v", got)
 		}
+		// COPY data streamed right behind the statement, before the CopyInResponse (as
+		// pgx sends it).
+		a.send(&pgproto3.Query{String: "CREATE TEMP TABLE IF NOT EXISTS c(v int); COPY c FROM STDIN"}, &pgproto3.CopyData{Data: []byte("3\n")}, &pgproto3.CopyDone{})
+		if got := strings.Join(a.until(1), " "); !strings.HasSuffix(got, "G") {
+			t.Fatalf("early COPY: %v", got)
+		}
+		if got := strings.Join(a.until(1), " "); got != "C:COPY 1 Z:I" {
+			t.Fatalf("early COPY's end: %v", got)
+		}
 		a.send(&pgproto3.Query{String: labelSQL})
 		if got := a.until(1); got[1] != "D:"+ctxA {
 			t.Fatalf("attacker's label: %v", got)

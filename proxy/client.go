@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os/user"
 	"regexp"
@@ -58,9 +59,11 @@ type client struct {
 	waiter waiter // its place in the pool's queue when it waits
 	killed atomic.Bool
 
-	// startupSettings holds the settings of the client's startup packet (options included),
-	// startupKeys their names in order and startupKey both in one string: transaction
-	// mode applies them again on a connection last set up for other settings.
+	// startupParams is the client's startup packet (without user and database), as the
+	// proxy logs in with it in session mode; startupSettings the same as settings
+	// (options parsed), startupKeys their names in order; startupKey names the packet:
+	// a server connection with the same key needs nothing applied.
+	startupParams   map[string]string
 	startupSettings map[string]string
 	startupKeys     []string
 	startupKey      string
@@ -350,6 +353,9 @@ var settingNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.]*$`)
 func (p *Proxy) login(ctx context.Context, c *client) (*serverConn, error) {
 	st := p.state()
 	cfg := st.cfg
+	if err := c.prepareStartup(c.rl.txn); err != nil {
+		return nil, &loginError{code: "0A000", msg: "sepgadm: " + err.Error(), result: "refused", err: err}
+	}
 	s, err := p.acquireServer(ctx, c)
 	if err != nil {
 		return nil, err
@@ -393,8 +399,17 @@ func (p *Proxy) acquireServer(ctx context.Context, c *client) (*serverConn, erro
 	if c.pool == nil {
 		c.pool = p.pool(c.db, c.user) // pools live as long as the proxy
 	}
-	s, err := c.pool.acquire(ctx, st.cfg.QueryWaitTimeout.Duration, c.context, &c.waiter, func(ctx context.Context) (*serverConn, error) {
-		return dialServer(ctx, st.cfg, c.db, c.user, st.serverPassword(c.user))
+	// In session mode a connection must have logged in with the client's own startup
+	// packet; in transaction mode any will do (the settings are applied).
+	match := ""
+	if !c.rl.txn {
+		match = c.startupKey
+	}
+	s, err := c.pool.acquire(ctx, st.cfg.QueryWaitTimeout.Duration, c.context, match, &c.waiter, func(ctx context.Context) (*serverConn, error) {
+		if c.rl.txn {
+			return dialServer(ctx, st.cfg, c.db, c.user, st.serverPassword(c.user), nil, "")
+		}
+		return dialServer(ctx, st.cfg, c.db, c.user, st.serverPassword(c.user), c.startupParams, c.startupKey)
 	})
 	if err != nil {
 		code := sqlStateOr(err, "08006")
@@ -406,20 +421,16 @@ func (p *Proxy) acquireServer(ctx context.Context, c *client) (*serverConn, erro
 	return s, nil
 }
 
-// applySettings sets the client's startup parameters on the server session.
-func (p *Proxy) applySettings(ctx context.Context, s *serverConn, c *client) error {
-	// options ("-c name=value --name=value") first: the server, too, lets the startup
-	// packet's own parameters override it.
-	settings, err := parseStartupOptions(c.params["options"])
-	if err != nil {
-		return err
-	}
-	if _, ok := settings["application_name"]; !ok {
-		settings["application_name"] = c.appName // a reused connection's is not the client's
-	}
+// prepareStartup reads the client's startup packet for the server: the parameters to
+// log in with (session mode passes them in the server's own startup packet, so that
+// RESET returns to them as on a direct connection), and the same as settings to apply
+// with set_config (transaction mode, on a connection logged in for someone else).
+// What the proxy cannot honour is refused.
+func (c *client) prepareStartup(txn bool) error {
+	params := map[string]string{}
 	for k, v := range c.params {
 		switch k {
-		case "user", "database", "options":
+		case "user", "database":
 			continue
 		case "replication":
 			if b, ok := parseBool(v); !ok || b {
@@ -427,22 +438,55 @@ func (p *Proxy) applySettings(ctx context.Context, s *serverConn, c *client) err
 			}
 			continue
 		}
-		settings[k] = v
+		if !settingNameRE.MatchString(k) {
+			return fmt.Errorf("unsupported startup parameter %q", k)
+		}
+		params[k] = v
+	}
+	// options ("-c name=value --name=value") first: the server, too, lets the startup
+	// packet's own parameters override it.
+	settings, err := parseStartupOptions(params["options"])
+	if err != nil && txn {
+		return err // session mode hands options to the server, which judges them
+	}
+	if settings == nil {
+		settings = map[string]string{}
+	}
+	if _, ok := settings["application_name"]; !ok {
+		settings["application_name"] = c.appName // a reused connection's is not the client's
+	}
+	for k, v := range params {
+		if k != "options" {
+			settings[k] = v
+		}
 	}
 	keys := make([]string, 0, len(settings))
 	for k := range settings {
 		if !settingNameRE.MatchString(k) {
-			return fmt.Errorf("unsupported startup parameter %q", k)
+			return fmt.Errorf("unsupported setting %q in options", k)
 		}
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	c.startupSettings, c.startupKeys = settings, keys
+	c.startupParams, c.startupSettings, c.startupKeys = params, settings, keys
+	// application_name is left out of the key: clients that differ only by it share
+	// connections, and theirs is set after login.
+	names := slices.Sorted(maps.Keys(params))
 	var key strings.Builder
-	for _, k := range keys {
-		key.WriteString(k + "=" + settings[k] + "\x00")
+	key.WriteString("packet:") // never "", the key of a connection the proxy logged in for itself
+	for _, k := range names {
+		if k == "application_name" {
+			continue
+		}
+		key.WriteString(k + "=" + params[k] + "\x00")
 	}
 	c.startupKey = key.String()
+	return nil
+}
+
+// applySettings gives the server session the client's startup settings, unless it
+// logged in with them (or had them applied) already.
+func (p *Proxy) applySettings(ctx context.Context, s *serverConn, c *client) error {
 	defer func() {
 		// What the client asked for, in the server's spelling (ParameterStatus);
 		// search_path, which PostgreSQL 15 does not report, as the client gave it.
@@ -451,12 +495,18 @@ func (p *Proxy) applySettings(ctx context.Context, s *serverConn, c *client) err
 				c.setDesired(k, v)
 			}
 		}
-		if v, ok := settings["search_path"]; ok {
+		if v, ok := c.startupSettings["search_path"]; ok {
 			c.setDesired("search_path", v)
 			s.setParam("search_path", v)
 		}
 	}()
-	if err := s.setConfig(ctx, keys, settings); err != nil {
+	if s.startupKey == c.startupKey {
+		if s.params["application_name"] == c.startupSettings["application_name"] {
+			return nil
+		}
+		return s.setConfig(ctx, []string{"application_name"}, c.startupSettings)
+	}
+	if err := s.setConfig(ctx, c.startupKeys, c.startupSettings); err != nil {
 		return fmt.Errorf("apply startup parameters: %w", err)
 	}
 	s.startupKey = c.startupKey

@@ -38,7 +38,10 @@ var errPoolTimeout = errors.New("query_wait_timeout: no server connection became
 // all (dialing included). A wait makes no timer of its own: the pool's one timer
 // (expire) ends the waits that reach their deadline. w is the caller's waiter, reused
 // from one wait to the next (nil: a new one).
-func (p *pool) acquire(ctx context.Context, timeout time.Duration, want string, w *waiter, open func(context.Context) (*serverConn, error)) (*serverConn, error) {
+//
+// match, when set, is the startup key a connection must have logged in with (session
+// mode): idle connections of other keys are closed to make room for a new one.
+func (p *pool) acquire(ctx context.Context, timeout time.Duration, want, match string, w *waiter, open func(context.Context) (*serverConn, error)) (*serverConn, error) {
 	if w == nil {
 		w = &waiter{}
 	}
@@ -48,12 +51,20 @@ func (p *pool) acquire(ctx context.Context, timeout time.Duration, want string, 
 	var deadline time.Time // set when the pool first has nothing idle
 	for {
 		p.mu.Lock()
-		if s := p.takeIdleLocked(want); s != nil {
+		if s := p.takeIdleLocked(want, match); s != nil {
 			p.mu.Unlock()
 			if !p.checkAlive(s) {
 				continue
 			}
 			return s, nil
+		}
+		if match != "" && !p.paused && len(p.all)+p.opening >= p.size && len(p.idle) > 0 {
+			// Full, with idle connections of other clients' startup packets: close the
+			// oldest to open one with this client's.
+			old := p.idle[0]
+			p.idle = p.idle[1:]
+			delete(p.all, old)
+			old.close()
 		}
 		if deadline.IsZero() {
 			deadline = p.clock.now().Add(timeout)
@@ -97,6 +108,14 @@ func (p *pool) acquire(ctx context.Context, timeout time.Duration, want string, 
 			}
 			continue
 		}
+		if match != "" && s.loginKey != match {
+			// Another client's startup packet: replace it with one of ours.
+			p.mu.Lock()
+			delete(p.all, s)
+			p.mu.Unlock()
+			s.close()
+			continue
+		}
 		// Handed over by release: it served a transaction microseconds ago and was never
 		// idle, so it is not peeked (a backend that dies now is seen at the first read,
 		// as one that dies during the transaction is).
@@ -105,17 +124,27 @@ func (p *pool) acquire(ctx context.Context, timeout time.Duration, want string, 
 }
 
 // takeIdleLocked takes an idle connection, preferring one labelled want (the most
-// recently used otherwise); nil if none may be taken. p.mu must be held.
-func (p *pool) takeIdleLocked(want string) *serverConn {
+// recently used otherwise), and only one that logged in with match when it is set;
+// nil if none may be taken. p.mu must be held.
+func (p *pool) takeIdleLocked(want, match string) *serverConn {
 	if p.paused || len(p.idle) == 0 {
 		return nil
 	}
-	i := len(p.idle) - 1
+	i := -1
 	for j := len(p.idle) - 1; j >= 0; j-- {
+		if match != "" && p.idle[j].loginKey != match {
+			continue
+		}
+		if i < 0 {
+			i = j
+		}
 		if l, _, _ := p.idle[j].snapshot(); l == want {
 			i = j
 			break
 		}
+	}
+	if i < 0 {
+		return nil
 	}
 	s := p.idle[i]
 	p.idle = append(p.idle[:i], p.idle[i+1:]...)

@@ -38,8 +38,10 @@ type serverConn struct {
 	prepared map[string]bool
 	// fresh is true until a client has used the connection, and again after a reset.
 	fresh bool
-	// startupKey is the client.startupKey whose startup settings the session has.
-	startupKey string
+	// startupKey is the client.startupKey whose startup settings the session has;
+	// loginKey that of the startup packet it logged in with ("" the proxy's own), to
+	// which a reset returns it.
+	startupKey, loginKey string
 	// pkey is settingsKey(params), made when first needed after params changed (setParam).
 	pkey   string
 	pkeyOK bool
@@ -76,12 +78,18 @@ func (s *serverConn) snapshot() (label, state string, lastUsed time.Time) {
 }
 
 // dialServer logs in to PostgreSQL as user on database db.
-func dialServer(ctx context.Context, cfg *Config, db, user, password string) (*serverConn, error) {
+//
+// params is the startup packet's other parameters (nil: the proxy's own,
+// application_name=sepgadm); startupKey names them for the pool.
+func dialServer(ctx context.Context, cfg *Config, db, user, password string, params map[string]string, startupKey string) (*serverConn, error) {
 	pcfg, err := serverConfig(cfg, db, user, password)
 	if err != nil {
 		return nil, err
 	}
 	pcfg.RuntimeParams = map[string]string{"application_name": "sepgadm"}
+	if params != nil {
+		pcfg.RuntimeParams = params
+	}
 	pc, err := pgconn.ConnectConfig(ctx, pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to PostgreSQL as %s on %s: %w", user, db, err)
@@ -115,6 +123,7 @@ func dialServer(ctx context.Context, cfg *Config, db, user, password string) (*s
 	return &serverConn{
 		conn: h.Conn, raw: raw, br: br, r: wire.NewReader(br, cfg.MaxMessageSize), w: bufio.NewWriterSize(rw, 32<<10),
 		pid: h.PID, secret: h.SecretKey, params: h.ParameterStatuses, prepared: map[string]bool{}, fresh: true,
+		startupKey: startupKey, loginKey: startupKey,
 		created: now, lastUsed: now, state: "idle",
 	}, nil
 }
@@ -226,5 +235,5 @@ func (s *serverConn) afterReset() {
 	clear(s.prepared)
 	delete(s.params, "search_path")
 	s.pkeyOK = false
-	s.startupKey = ""
+	s.startupKey = s.loginKey
 }

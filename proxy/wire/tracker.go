@@ -36,6 +36,12 @@ type Tracker struct {
 	skipping bool // the server discards messages until the next Sync
 	copyIn   bool // the client's COPY data is due
 	copyOut  bool // the server's COPY data is flowing
+	// earlyEnds counts CopyDone and CopyFail sent outside COPY FROM STDIN: a client may
+	// stream its COPY data right behind the COPY statement (pgx does), before the
+	// server's CopyInResponse arrives; that response then finds the data already ended.
+	// (The count may also hold the tail of a COPY that failed, which the server drops:
+	// it is forgotten once nothing is outstanding.)
+	earlyEnds int
 	status   byte // the last ReadyForQuery's transaction status
 	err      error
 }
@@ -121,9 +127,11 @@ func (t *Tracker) frontend(typ byte, drop bool) error {
 	case 'S':
 		t.unsynced, t.skipping = false, false
 		t.queue = append(t.queue, expect{kind: 'S', drop: drop})
-	case 'd', 'c', 'f':
-		// Outside COPY FROM STDIN the server drops these without an answer: they are the
-		// rest of a COPY that failed before the client noticed.
+	case 'd':
+		// Outside COPY FROM STDIN: data sent before the CopyInResponse, or the rest of a
+		// COPY that failed before the client noticed (the server drops it unanswered).
+	case 'c', 'f':
+		t.earlyEnds++
 	default:
 		return t.fail("client message %q", typ)
 	}
@@ -194,7 +202,8 @@ func (t *Tracker) answer(typ byte, body []byte) error {
 		case 'T', 'D', 'C', 'I':
 			ok = true
 		case 'G':
-			t.copyIn, ok = true, true
+			t.copyInResponse()
+			ok = true
 		case 'H':
 			t.copyOut, ok = true, true
 		case 'Z':
@@ -233,7 +242,8 @@ func (t *Tracker) answer(typ byte, body []byte) error {
 			t.pop()
 			ok = true
 		case 'G':
-			t.copyIn, ok = true, true
+			t.copyInResponse()
+			ok = true
 		case 'H':
 			t.copyOut, ok = true, true
 		}
@@ -255,9 +265,23 @@ func completion(kind byte) byte {
 	return '3'
 }
 
+// copyInResponse starts COPY FROM STDIN, unless the client has already ended it.
+func (t *Tracker) copyInResponse() {
+	if t.earlyEnds > 0 {
+		t.earlyEnds--
+		t.queue[0].stage = 1
+		return
+	}
+	t.copyIn = true
+	t.queue[0].stage = 0
+}
+
 func (t *Tracker) pop() {
 	copy(t.queue, t.queue[1:])
 	t.queue = t.queue[:len(t.queue)-1]
+	if len(t.queue) == 0 {
+		t.earlyEnds = 0
+	}
 }
 
 // ready ends a Query, FunctionCall or Sync with ReadyForQuery.
