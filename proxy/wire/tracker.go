@@ -42,8 +42,8 @@ type Tracker struct {
 	// (The count may also hold the tail of a COPY that failed, which the server drops:
 	// it is forgotten once nothing is outstanding.)
 	earlyEnds int
-	status   byte // the last ReadyForQuery's transaction status
-	err      error
+	status    byte // the last ReadyForQuery's transaction status
+	err       error
 }
 
 // expect is one request awaiting its answer.
