@@ -7,7 +7,7 @@ LAB_PKGS = $(shell grep -rl --exclude-dir=.lab --exclude-dir=build --include='*_
 
 # Host packages: PostgreSQL 15 for the test tier; qemu, debootstrap and e2fsprogs for the lab;
 # chromium checks the audit HTML review; auditd brings ausearch for bench-audit (its daemon is not started).
-HOST_PACKAGES := postgresql-15 postgresql-contrib qemu-system-x86 qemu-utils debootstrap e2fsprogs make gcc chromium auditd pgbouncer
+HOST_PACKAGES := postgresql-15 postgresql-contrib postgresql-server-dev-15 qemu-system-x86 qemu-utils debootstrap e2fsprogs make gcc chromium auditd pgbouncer
 
 .PHONY: setup all build demo policy test test-fast test-fuzz fuzz test-lab lab lab-shell lab-tests test-lab-locked lint clean
 
@@ -20,10 +20,12 @@ FUZZTIME ?= 5m
 
 all: build
 
-## setup: install the host packages the project needs (Debian 12, as root).
+## setup: install the host packages the project needs (Debian 12, as root), and fetch
+## PostgreSQL's core regression suite from Debian's source package (parity/fetch.sh).
 setup:
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(HOST_PACKAGES)
+	parity/fetch.sh $(BUILD)/pgregress
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BUILD)/sepgadm ./cmd/sepgadm

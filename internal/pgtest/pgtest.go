@@ -310,3 +310,8 @@ func (s *Shared) Get(t testing.TB) *Cluster {
 	}
 	return s.cluster
 }
+
+// ServerUser is the identity the server runs as: the postgres OS user when the caller
+// is root, else nil (the caller). Tests give it to client programs that must write
+// where the server reads (pg_regress's output directory).
+func ServerUser() (*syscall.Credential, error) { return serverCredential() }
