@@ -277,7 +277,9 @@ func TestLabSessionLogAttributesDenial(t *testing.T) {
 	for _, f := range logs {
 		args = append(args, "--pglog", f)
 	}
-	out, err := exec.Command("/usr/sbin/sepgadm", args...).CombinedOutput()
+	// The plain binary on PATH: /usr/sbin/sepgadm enters the proxy's domain, which may
+	// not read the server log.
+	out, err := exec.Command("/usr/local/bin/sepgadm", args...).CombinedOutput()
 	want := fmt.Sprintf("session %v client unix peer pid %v label %s", last["session_id"], last["peer_pid"], tenantA)
 	if err != nil || !strings.Contains(string(out), want) {
 		t.Fatalf("sepgadm audit review: %v; want a line with %q in:\n%s", err, want, out)
