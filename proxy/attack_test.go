@@ -520,6 +520,8 @@ func TestCredentialNeverLogged(t *testing.T) {
 	defer admin.Close(ctx)
 	for _, sql := range []string{
 		"ALTER ROLE alice SET log_statement = 'all'", "ALTER ROLE alice SET log_min_duration_statement = 0",
+		// Any role may set these for itself; the plan would carry the switch's arguments.
+		"ALTER ROLE alice SET debug_print_plan = on", "ALTER ROLE alice SET debug_print_parse = on",
 		"ALTER ROLE leaky SET log_statement = 'all'", "ALTER ROLE leaky SET log_min_duration_statement = 0",
 	} {
 		if _, err := admin.Exec(ctx, sql); err != nil {
@@ -529,15 +531,26 @@ func TestCredentialNeverLogged(t *testing.T) {
 	t.Cleanup(func() {
 		_, _ = admin.Exec(ctx, "ALTER ROLE alice RESET log_statement")
 		_, _ = admin.Exec(ctx, "ALTER ROLE alice RESET log_min_duration_statement")
+		_, _ = admin.Exec(ctx, "ALTER ROLE alice RESET debug_print_plan")
+		_, _ = admin.Exec(ctx, "ALTER ROLE alice RESET debug_print_parse")
 	})
 	for _, mode := range []string{"session", "transaction"} {
 		h := startProxy(t, fmt.Sprintf("pool_mode = %q", mode))
-		conn := h.connect(t, "alice", "")
+		// A client asking for the plan in its own startup packet is overruled too.
+		cfg, err := pgx.ParseConfig(h.dsn("alice", ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.RuntimeParams["options"] = "-c debug_print_plan=on"
+		conn, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if got := label(t, conn); got != ctxA {
 			t.Fatalf("%s mode: label %q", mode, got)
 		}
 		conn.Close(ctx)
-		_, err := pgx.Connect(ctx, h.dsn("leaky", ""))
+		_, err = pgx.Connect(ctx, h.dsn("leaky", ""))
 		if sqlState(err) != "55000" || !strings.Contains(err.Error(), `role "leaky" has log_parameter_max_length = -1`) ||
 			!strings.Contains(err.Error(), "sepgadm install --proxy-role leaky") {
 			t.Fatalf("%s mode: a role that logs bind parameters: %v", mode, err)
@@ -642,5 +655,46 @@ func TestMaxPreparedStatements(t *testing.T) {
 	}
 	if err == nil || !strings.Contains(err.Error(), "max_prepared_statements") {
 		t.Fatalf("the sixth statement: %v, want a refusal naming max_prepared_statements", err)
+	}
+}
+
+// libpq's extended-protocol COPY FROM STDIN (PQexecParams): a Sync right behind the
+// Execute, which the server ignores during the COPY, then the data and the Sync that
+// counts; in both pool modes, and the connection serves another label next.
+func TestExtendedProtocolCopy(t *testing.T) {
+	for _, mode := range []string{"session", "transaction"} {
+		h := startProxy(t, fmt.Sprintf("pool_mode = %q\n[users.app]\npool_size = 1", mode))
+		a := dialRaw(t, h, "tenant-a")
+		a.send(&pgproto3.Query{String: "CREATE TEMP TABLE IF NOT EXISTS xc(v int)"})
+		a.until(1)
+		for _, early := range []bool{false, true} {
+			msgs := []pgproto3.FrontendMessage{&pgproto3.Parse{Query: "COPY xc FROM STDIN"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{}}
+			data := []pgproto3.FrontendMessage{&pgproto3.CopyData{Data: []byte("7\n")}, &pgproto3.CopyDone{}, &pgproto3.Sync{}}
+			if early { // all at once, as pgx-style clients stream it
+				a.send(append(msgs, data...)...)
+			} else {
+				a.send(msgs...)
+			}
+			if got := strings.Join(a.until(1), " "); got != "1 2 G" {
+				t.Fatalf("%s mode: COPY via Execute: %q", mode, got)
+			}
+			if !early {
+				a.send(data...)
+			}
+			if got := strings.Join(a.until(1), " "); got != "C:COPY 1 Z:I" {
+				t.Fatalf("%s mode: end of COPY via Execute: %q", mode, got)
+			}
+		}
+		a.send(&pgproto3.Query{String: "SELECT count(*) FROM xc"})
+		if got := strings.Join(a.until(1), " "); got != "T D:2 C:SELECT 1 Z:I" {
+			t.Fatalf("%s mode: rows copied: %q", mode, got)
+		}
+		a.conn.Close()
+		if mode == "transaction" {
+			b := h.connect(t, "app", "tenant-b")
+			if got := label(t, b); got != ctxB {
+				t.Fatalf("B after A's COPY: %q", got)
+			}
+		}
 	}
 }

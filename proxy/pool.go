@@ -245,7 +245,7 @@ func (p *pool) release(s *serverConn, reusable bool, lifetime time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch {
-	case !reusable || p.clock.now().Sub(s.created) > lifetime:
+	case !reusable || s.doubtful.Load() || p.clock.now().Sub(s.created) > lifetime:
 		delete(p.all, s)
 		s.close()
 		p.wakeOne()

@@ -58,6 +58,7 @@ type relay struct {
 	// by the proxy itself awaits its Sync.
 	stmts       map[string]clientStmt
 	batchParses []string
+	batchFailed bool // an ErrorResponse came since the last ReadyForQuery
 	local       bool
 }
 
@@ -120,7 +121,15 @@ func (rl *relay) clientLoop(ctx context.Context) error {
 			continue
 		}
 		if s == nil {
-			continue // dropped: nothing to send it to, and nothing it asks for
+			// Dropped: nothing to send it to, and nothing it asks for. A CopyData's
+			// body has not been read yet: skip it, or the next header would be read
+			// from inside the client's data.
+			if typ == 'd' {
+				if err := c.r.Skip(n); err != nil {
+					return err
+				}
+			}
+			continue
 		}
 		if err := rl.forward(s, typ, n, body); err != nil {
 			return err
@@ -205,7 +214,7 @@ func (rl *relay) attach(s *serverConn) {
 	rl.s = s
 	rl.trk.Reset()
 	rl.holds, rl.parked = 0, false
-	rl.batchParses = rl.batchParses[:0]
+	rl.batchParses, rl.batchFailed = rl.batchParses[:0], false
 	rl.c.setServer(s)
 	rl.startReader(s)
 }
@@ -511,16 +520,22 @@ func (rl *relay) track(s *serverConn, typ byte, body []byte, out *tally) (forwar
 			s.setParam(ps.Name, ps.Value)
 			rl.c.setDesired(ps.Name, ps.Value)
 		}
-	case 'E':
-		if rl.txn {
+	case 'E', 'Z':
+		// A failed batch may have left any of its Parses undone, those sent after the
+		// error too (the server skipped them): forget them all at its ReadyForQuery.
+		if typ == 'E' {
+			rl.batchFailed = true
+		}
+		if rl.batchFailed {
 			for _, name := range rl.batchParses {
 				delete(s.prepared, name)
 			}
 			rl.batchParses = rl.batchParses[:0]
 		}
-	case 'Z':
-		rl.batchParses = rl.batchParses[:0]
-		out.queries++
+		if typ == 'Z' {
+			rl.batchParses, rl.batchFailed = rl.batchParses[:0], false
+			out.queries++
+		}
 	}
 	if rl.queryDeadline && rl.trk.Outstanding() == 0 {
 		_ = s.conn.SetReadDeadline(time.Time{})
@@ -628,6 +643,7 @@ func (rl *relay) finish(err error) (s *serverConn, reusable bool) {
 	rl.mu.Lock()
 	s = rl.s
 	done := rl.done
+	cancelling := rl.holds > 0 // a cancel request still in flight for s
 	if s != nil {
 		rl.detach()
 	}
@@ -635,8 +651,10 @@ func (rl *relay) finish(err error) (s *serverConn, reusable bool) {
 	if s == nil {
 		return nil, false
 	}
-	// Stop the reader: it finds s taken away at its next message, or its read ends now.
+	// Stop the reader: it finds s taken away at its next message, or its read ends now;
+	// a write to a client that stopped reading ends now too.
 	_ = s.conn.SetReadDeadline(time.Now())
+	_ = rl.c.conn.SetWriteDeadline(time.Now())
 	if done != nil {
 		<-done
 	}
@@ -645,7 +663,7 @@ func (rl *relay) finish(err error) (s *serverConn, reusable bool) {
 	idle := rl.trk.Idle()
 	rl.mu.Unlock()
 	reusable = !rl.txn && errors.Is(err, errTerminate) && idle && !rl.mid.Load() &&
-		s.br.Buffered() == 0 && rl.unflushed == 0 && !rl.c.killed.Load()
+		s.br.Buffered() == 0 && rl.unflushed == 0 && !rl.c.killed.Load() && !cancelling
 	return s, reusable
 }
 
@@ -732,6 +750,8 @@ func (rl *relay) cancel() {
 	rl.mu.Unlock()
 	defer rl.dropHolds(1)
 	if err := s.cancel(rl.c.p.state().cfg); err != nil {
+		// The signal may still be on its way: the connection must not serve anyone else.
+		s.doubtful.Store(true)
 		rl.c.p.log.Warn("cancel", "error", err)
 	}
 }

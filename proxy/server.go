@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -38,6 +40,9 @@ type serverConn struct {
 	prepared map[string]bool
 	// fresh is true until a client has used the connection, and again after a reset.
 	fresh bool
+	// doubtful marks a connection that must not be reused (a cancel request for it
+	// may still be on its way).
+	doubtful atomic.Bool
 	// startupKey is the client.startupKey whose startup settings the session has;
 	// loginKey that of the startup packet it logged in with ("" the proxy's own), to
 	// which a reset returns it.
@@ -88,7 +93,13 @@ func dialServer(ctx context.Context, cfg *Config, db, user, password string, par
 	}
 	pcfg.RuntimeParams = map[string]string{"application_name": "sepgadm"}
 	if params != nil {
-		pcfg.RuntimeParams = params
+		pcfg.RuntimeParams = maps.Clone(params)
+	}
+	// Settings any user may turn on (in the startup packet, or for the role with ALTER
+	// ROLE ... SET) that would print the switch call's plan, its arguments folded in,
+	// to the server log: off, and a startup packet's parameters outrank the role's.
+	for k, v := range quietSettings {
+		pcfg.RuntimeParams[k] = v
 	}
 	pc, err := pgconn.ConnectConfig(ctx, pcfg)
 	if err != nil {
@@ -128,6 +139,9 @@ func dialServer(ctx context.Context, cfg *Config, db, user, password string, par
 	}, nil
 }
 
+// quietSettings keep the server from printing the switch call's arguments.
+var quietSettings = map[string]string{"debug_print_plan": "off", "debug_print_parse": "off", "debug_print_rewritten": "off"}
+
 // ErrCredentialWouldBeLogged is returned for a server session that could write the
 // switch call's bind parameters, the tagging credential among them, to the server log.
 var ErrCredentialWouldBeLogged = errors.New("the server could log the tagging credential")
@@ -138,12 +152,16 @@ var ErrCredentialWouldBeLogged = errors.New("the server could log the tagging cr
 // superuser can change these two settings, so a role-level 0 (sepgadm install
 // --proxy-role) holds for every session of the role.
 func checkNoParamLogging(ctx context.Context, pc *pgconn.PgConn, user string) error {
-	res := pc.ExecParams(ctx, "SELECT current_setting('log_parameter_max_length'), current_setting('log_parameter_max_length_on_error')", nil, nil, nil, nil).Read()
+	res := pc.ExecParams(ctx, "SELECT current_setting('log_parameter_max_length'), current_setting('log_parameter_max_length_on_error'), "+
+		"current_setting('debug_print_plan')::bool OR current_setting('debug_print_parse')::bool OR current_setting('debug_print_rewritten')::bool", nil, nil, nil, nil).Read()
 	if res.Err != nil {
 		return fmt.Errorf("read the server's logging settings: %w", res.Err)
 	}
-	if len(res.Rows) != 1 || len(res.Rows[0]) != 2 {
+	if len(res.Rows) != 1 || len(res.Rows[0]) != 3 {
 		return errors.New("read the server's logging settings: unexpected answer")
+	}
+	if string(res.Rows[0][2]) != "f" {
+		return fmt.Errorf("%w: a debug_print setting is on for role %q", ErrCredentialWouldBeLogged, user)
 	}
 	if a, b := string(res.Rows[0][0]), string(res.Rows[0][1]); a != "0" || b != "0" {
 		return fmt.Errorf("%w: role %q has log_parameter_max_length = %s and log_parameter_max_length_on_error = %s; set both to 0 for the role (sepgadm install --proxy-role %s)",

@@ -36,15 +36,13 @@ type Tracker struct {
 	skipping bool // the server discards messages until the next Sync
 	copyIn   bool // the client's COPY data is due
 	copyOut  bool // the server's COPY data is flowing
-	// earlyEnds counts CopyDone and CopyFail sent outside COPY FROM STDIN: a client may
-	// stream its COPY data right behind the COPY statement (pgx does), before the
-	// server's CopyInResponse arrives; that response then finds the data already ended.
-	// (The count may also hold the tail of a COPY that failed, which the server drops:
-	// it is forgotten once nothing is outstanding.)
-	earlyEnds int
-	status    byte // the last ReadyForQuery's transaction status
-	err       error
+	status   byte // the last ReadyForQuery's transaction status
+	err      error
 }
+
+// copyEnd marks, among the requests, where a client ended COPY data it sent before the
+// server's CopyInResponse; it expects no answer of its own.
+const copyEnd = 'c'
 
 // expect is one request awaiting its answer.
 type expect struct {
@@ -102,7 +100,9 @@ func (t *Tracker) frontend(typ byte, drop bool) error {
 	}
 	if t.copyIn {
 		switch typ {
-		case 'd':
+		case 'd', 'H', 'S':
+			// The server ignores Flush and Sync during COPY FROM STDIN (libpq sends a
+			// Sync right behind an extended-protocol COPY).
 			return nil
 		case 'c', 'f':
 			t.copyIn = false
@@ -128,10 +128,15 @@ func (t *Tracker) frontend(typ byte, drop bool) error {
 		t.unsynced, t.skipping = false, false
 		t.queue = append(t.queue, expect{kind: 'S', drop: drop})
 	case 'd':
-		// Outside COPY FROM STDIN: data sent before the CopyInResponse, or the rest of a
-		// COPY that failed before the client noticed (the server drops it unanswered).
+		// Outside COPY FROM STDIN: data sent before the CopyInResponse (pgx streams it
+		// right behind the statement), or the rest of a COPY that failed before the
+		// client noticed (the server drops it unanswered).
 	case 'c', 'f':
-		t.earlyEnds++
+		// Likewise; its place among the requests is kept (a copyEnd marker), for the
+		// CopyInResponse that may still come to find the data already ended.
+		if len(t.queue) > 0 {
+			t.queue = append(t.queue, expect{kind: copyEnd})
+		}
 	default:
 		return t.fail("client message %q", typ)
 	}
@@ -265,22 +270,45 @@ func completion(kind byte) byte {
 	return '3'
 }
 
-// copyInResponse starts COPY FROM STDIN, unless the client has already ended it.
+// copyInResponse starts COPY FROM STDIN. The Syncs the client sent since its request
+// reached the server during the COPY, which ignores them; and if the client already
+// ended its data (a copyEnd marker), the COPY is over as far as the client goes.
 func (t *Tracker) copyInResponse() {
-	if t.earlyEnds > 0 {
-		t.earlyEnds--
-		t.queue[0].stage = 1
-		return
-	}
-	t.copyIn = true
 	t.queue[0].stage = 0
+	ended := false
+	for i := 1; i < len(t.queue) && !ended; {
+		switch t.queue[i].kind {
+		case 'S':
+			t.queue = append(t.queue[:i], t.queue[i+1:]...)
+		case copyEnd:
+			t.queue = append(t.queue[:i], t.queue[i+1:]...)
+			ended = true
+		default:
+			i++
+		}
+	}
+	if ended {
+		t.queue[0].stage = 1
+	} else {
+		t.copyIn = true
+	}
+	if t.queue[0].kind == 'E' {
+		// The batch stays open until a Sync the server does not ignore.
+		t.unsynced = true
+		for _, e := range t.queue[1:] {
+			if e.kind == 'S' {
+				t.unsynced = false
+			}
+		}
+	}
 }
 
 func (t *Tracker) pop() {
 	copy(t.queue, t.queue[1:])
 	t.queue = t.queue[:len(t.queue)-1]
-	if len(t.queue) == 0 {
-		t.earlyEnds = 0
+	// A copyEnd no COPY claimed is the tail of one that failed: the server dropped it.
+	for len(t.queue) > 0 && t.queue[0].kind == copyEnd {
+		t.queue = t.queue[1:]
 	}
 }
 

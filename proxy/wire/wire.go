@@ -180,6 +180,12 @@ func (r *Reader) Message() (typ byte, body []byte, err error) {
 	return typ, body, err
 }
 
+// Skip discards the n-byte body of the frame just read by Header.
+func (r *Reader) Skip(n int) error {
+	_, err := r.r.Discard(n)
+	return err
+}
+
 // CopyBody forwards the n-byte body of the frame just read by Header to w, after
 // writing its header, without buffering it whole.
 func (r *Reader) CopyBody(w io.Writer, typ byte, n int) error {
