@@ -698,3 +698,25 @@ func TestExtendedProtocolCopy(t *testing.T) {
 		}
 	}
 }
+
+// COPY data a client sends after its COPY failed (the server drops it unanswered) is
+// skipped whole, never read as the client's next messages: a payload that holds a frame
+// does not become a statement.
+func TestLateCopyDataIsNotParsed(t *testing.T) {
+	h := txnProxy(t, "")
+	a := dialRaw(t, h, "tenant-a")
+	a.send(&pgproto3.Query{String: "CREATE TEMP TABLE IF NOT EXISTS lc(v int); COPY lc FROM STDIN"})
+	if got := strings.Join(a.until(1), " "); !strings.HasSuffix(got, "G") {
+		t.Fatalf("COPY: %s", got)
+	}
+	a.send(&pgproto3.CopyData{Data: []byte("not a number\n")})
+	if got := strings.Join(a.until(1), " "); got != "E:22P02 Z:I" {
+		t.Fatalf("bad row: %s", got)
+	}
+	smuggled := (&pgproto3.Query{String: "SELECT 'smuggled'"})
+	frame, _ := smuggled.Encode(nil)
+	a.send(&pgproto3.CopyData{Data: frame}, &pgproto3.CopyDone{}, &pgproto3.Query{String: "SELECT 'asked'"})
+	if got := strings.Join(a.until(1), " "); got != "T D:asked C:SELECT 1 Z:I" {
+		t.Fatalf("after late COPY data holding a frame: %s", got)
+	}
+}
