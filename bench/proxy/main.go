@@ -46,6 +46,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/sepgadm/sepgadm/internal/pgtest"
+	"github.com/sepgadm/sepgadm/trusted"
 )
 
 const poolSize = 20
@@ -144,6 +145,10 @@ func run(sepgadm string, clientList string, o options) error {
 			PERFORM set_config('sepgadm_bench.label', coalesce(ctx, 'proxy'), false);
 			RETURN coalesce(ctx, 'system_u:system_r:proxy_t:s0');
 		END $$`)
+	if err == nil {
+		// The proxy sends the credential only on sessions that never log it.
+		err = trusted.ProtectRole(ctx, conn, "postgres")
+	}
 	conn.Close(ctx)
 	if err != nil {
 		return err
