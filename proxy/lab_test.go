@@ -246,6 +246,13 @@ func TestLabSessionLogAttributesDenial(t *testing.T) {
 		t.Fatalf("no pid in %q", line)
 	}
 	backend, _ := strconv.Atoi(m[1])
+	// The line found may be an earlier test's denial on a backend that several sessions
+	// have used since: the session it belongs to is the last one switched onto that
+	// backend before the denial's time.
+	at, err := time.Parse("2006-01-02 15:04:05.000 MST", line[:27])
+	if err != nil {
+		t.Fatalf("denial time in %q: %v", line, err)
+	}
 	f, err := os.Open(testLog)
 	if err != nil {
 		t.Fatal(err)
@@ -258,7 +265,8 @@ func TestLabSessionLogAttributesDenial(t *testing.T) {
 		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
 			t.Fatalf("session log line %q: %v", sc.Text(), err)
 		}
-		if rec["event"] == "tag" && int(rec["backend_pid"].(float64)) == backend {
+		when, _ := time.Parse(time.RFC3339Nano, rec["time"].(string))
+		if rec["event"] == "tag" && int(rec["backend_pid"].(float64)) == backend && !when.After(at) {
 			last = rec
 		}
 	}
