@@ -186,7 +186,12 @@ func (p *Proxy) checkout(ctx context.Context, c *client) (*serverConn, error) {
 		label, _, _ := s.snapshot()
 		if label == c.context && cfg.VerifyLabel == VerifyAlways {
 			got, err := s.queryValue(ctx, "SELECT pg_catalog.sepgsql_getcon()")
-			if err != nil || got == nil || *got != c.context {
+			if err != nil {
+				// The answer was not the one expected: the connection is not understood.
+				p.discardServer(s)
+				return nil, &loginError{code: sqlStateOr(err, "08006"), msg: "sepgadm: could not confirm the session's label" + serverReason(err, "the server's answer was not the one expected"), result: "server_error", err: err}
+			}
+			if got == nil || *got != c.context {
 				p.metrics.labelDrift.Inc()
 				p.log.Warn("label drift: the server session is not under the label the proxy left it with",
 					"backend_pid", s.pid, "expected", c.context, "found", deref(got))
