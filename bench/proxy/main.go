@@ -178,7 +178,7 @@ func run(sepgadm string, clientList string, o options) error {
 		}
 		var rules strings.Builder
 		for i := range 128 {
-			fmt.Fprintf(&rules, "[[context]]\napplication_name = \"bench-%d\"\ncontext = \"system_u:system_r:tenant_%d_t:s0\"\n", i, i)
+			fmt.Fprintf(&rules, "[[context]]\napplication_name = \"bench-%d\"\nclient_chosen = true\ncontext = \"system_u:system_r:tenant_%d_t:s0\"\n", i, i)
 		}
 		cfgText := fmt.Sprintf(`pool_mode = "transaction"
 tag_function = "public.bench_tag"
