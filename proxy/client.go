@@ -123,7 +123,7 @@ func (p *Proxy) serveClient(conn net.Conn, idx int) {
 	st := p.state()
 	cfg := st.cfg
 	c := &client{p: p, conn: conn, connectedAt: time.Now(), id: strconv.FormatUint(p.nextID.Add(1), 10)}
-	c.rl = &relay{c: c, txn: cfg.PoolMode == PoolTransaction, stmts: map[string]clientStmt{}}
+	c.rl = &relay{c: c, txn: cfg.PoolMode == PoolTransaction, stmts: map[string]clientStmt{}, clean: map[string]struct{}{}}
 	c.state.Store("login")
 	defer func() { _ = c.conn.Close() }()
 	// Every connection counts against max_client_conn from its first byte, logged in or

@@ -60,6 +60,12 @@ type relay struct {
 	batchParses []string
 	batchFailed bool // an ErrorResponse came since the last ReadyForQuery
 	local       bool
+	// clean holds query texts that passed inspect under configuration cleanSt, and
+	// needed nothing of it; discardNext says the message inspect just passed may drop
+	// the session's prepared statements or settings.
+	clean       map[string]struct{}
+	cleanSt     *state
+	discardNext bool
 }
 
 var (
@@ -142,6 +148,10 @@ func (rl *relay) clientLoop(ctx context.Context) error {
 // server, so the client's transaction state stays exact.
 func (rl *relay) inspect(typ byte, body []byte, sql string) ([]byte, error) {
 	c, p := rl.c, rl.c.p
+	rl.discardNext = false
+	if rl.knownClean(sql) {
+		return body, nil
+	}
 	if p.forbidden(sql) {
 		p.metrics.refusedCalls.Inc()
 		p.log.Warn("client statement calls the switch function; session closed", "session", c.id, "client", c.addr, "user", c.user)
@@ -151,12 +161,17 @@ func (rl *relay) inspect(typ byte, body []byte, sql string) ([]byte, error) {
 	if !rl.txn {
 		return body, nil
 	}
-	what := sessionOnly(sql)
+	sts := scanSQL(sql)
+	what := sessionOnlyIn(sts)
 	if what == "" {
-		if typ == 'Q' && containsFold(sql, "search_path") && len(scanSQL(sql)) == 1 {
+		rl.discardNext = discardsIn(sts)
+		if typ == 'Q' && containsFold(sql, "search_path") && len(sts) == 1 {
 			if m := setSearchPathRE.FindStringSubmatch(sql); m != nil {
 				c.setDesired("search_path", m[1])
 			}
+		}
+		if !rl.discardNext && !containsFold(sql, "search_path") && len(rl.clean) < maxCleanQueries && len(sql) <= maxCleanQueryLen {
+			rl.clean[sql] = struct{}{}
 		}
 		return body, nil
 	}
@@ -166,6 +181,25 @@ func (rl *relay) inspect(typ byte, body []byte, sql string) ([]byte, error) {
 	}
 	c.fatal("0A000", msg)
 	return nil, errors.New(msg)
+}
+
+// A client's set of clean query texts stays small: a few dozen statements of modest size.
+const (
+	maxCleanQueries  = 64
+	maxCleanQueryLen = 4096
+)
+
+// knownClean reports whether sql passed inspect before, under the configuration in
+// force (a reload may rename the switch function): clients send the same few
+// statements again and again, and the lexer need not read them every time.
+func (rl *relay) knownClean(sql string) bool {
+	if st := rl.c.p.state(); st != rl.cleanSt {
+		clear(rl.clean)
+		rl.cleanSt = st
+		return false
+	}
+	_, ok := rl.clean[sql]
+	return ok
 }
 
 // target is where a client message goes: the attached server connection (checked out
@@ -329,9 +363,10 @@ func (rl *relay) record(s *serverConn, typ byte, body []byte) ([]byte, error) {
 			return rl.statementRef(s, typ, body)
 		}
 	case 'Q':
-		if discards(string(wire.QueryBytes(typ, body))) {
+		if rl.discardNext {
 			// The client may drop every prepared statement or setting: forget them.
 			s.afterReset()
+			rl.discardNext = false
 		}
 	}
 	return nil, rl.trk.Frontend(typ)

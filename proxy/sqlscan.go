@@ -166,8 +166,11 @@ func dollarTag(s string) (string, bool) {
 // and that cannot work when every transaction may run on another server connection,
 // or "". Features hidden in dynamic SQL or functions are not seen; they are harmless
 // to other tenants all the same, because a connection is reset before it changes label.
-func sessionOnly(sql string) string {
-	for _, st := range scanSQL(sql) {
+func sessionOnly(sql string) string { return sessionOnlyIn(scanSQL(sql)) }
+
+// sessionOnlyIn is sessionOnly for statements already scanned.
+func sessionOnlyIn(sts []sqlStatement) string {
+	for _, st := range sts {
 		w := st.words
 		switch w[0] {
 		case "listen":
@@ -195,8 +198,11 @@ func sessionOnly(sql string) string {
 
 // discards reports whether sql may drop the session's prepared statements or reset its
 // settings (DISCARD, RESET, SET SESSION AUTHORIZATION and the like).
-func discards(sql string) bool {
-	for _, st := range scanSQL(sql) {
+func discards(sql string) bool { return discardsIn(scanSQL(sql)) }
+
+// discardsIn is discards for statements already scanned.
+func discardsIn(sts []sqlStatement) bool {
+	for _, st := range sts {
 		switch st.words[0] {
 		case "discard", "reset":
 			return true
